@@ -1,0 +1,237 @@
+"""Typed records parsed from libvirt node-device XML.
+
+Parsing is kept apart from libvirt calls so that real ``virsh
+nodedev-dumpxml`` captures can be tested without a host.  Anything the
+agent cannot trust raises :class:`NodeDeviceParseError`, which lets the
+caller skip one device instead of failing the whole inventory.
+"""
+
+import dataclasses
+import string
+from xml.etree import ElementTree
+
+
+class NodeDeviceParseError(ValueError):
+    """The XML does not describe a PCI or net node device we can use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PciDevice:
+    """One PCI function: a PF, a VF or any other PCI device.
+
+    ``vf_addresses`` keeps the order of libvirt's ``virt_functions`` list,
+    which libvirt builds from sysfs ``virtfn0``, ``virtfn1``...; the
+    position in it is therefore the kernel's VF number.
+    """
+
+    name: str
+    parent: str | None
+    address: str
+    vendor_id: str
+    product_id: str
+    vendor_name: str | None = None
+    product_name: str | None = None
+    numa_node: int | None = None
+    driver: str | None = None
+    # True when a virt_functions capability is present (SR-IOV capable).
+    sriov_capable: bool = False
+    max_vfs: int | None = None
+    vf_addresses: tuple[str, ...] = ()
+    pf_address: str | None = None
+
+    @property
+    def is_vf(self) -> bool:
+        return self.pf_address is not None
+
+    @property
+    def is_pf(self) -> bool:
+        # Some VFs carry an empty virt_functions element next to
+        # phys_function (seen in the I350 dumps): they are still VFs.
+        return self.sriov_capable and not self.is_vf
+
+
+@dataclasses.dataclass(frozen=True)
+class NetDevice:
+    """A network interface; ``parent`` names the PCI node device."""
+
+    name: str
+    parent: str | None
+    interface: str
+    mac: str | None = None
+
+
+# Highest value of each PCI address field.
+_ADDRESS_LIMITS = (('domain', 0xffff), ('bus', 0xff), ('slot', 0x1f),
+                   ('function', 0x7))
+
+
+def format_address(domain: int, bus: int, slot: int, function: int) -> str:
+    """Canonical ``dddd:bb:ss.f`` form used across the RPC API."""
+    return '%04x:%02x:%02x.%x' % (domain, bus, slot, function)
+
+
+def _to_int(text: str | None, what: str, hex_only: bool = False) -> int:
+    """Read an integer written either as ``0x..`` hex or as decimal.
+
+    libvirt writes the PCI capability's ``<bus>`` etc. in decimal and
+    ``<address>`` attributes and IDs as ``0x`` hex, with any padding.
+    Signs, underscores and the like that ``int()`` would accept are
+    refused: they never come from libvirt.
+    """
+    value = (text or '').strip()
+    digits, allowed, base = value, string.digits, 10
+    if hex_only or value[:2].lower() == '0x':
+        allowed, base = string.hexdigits, 16
+        if value[:2].lower() == '0x':
+            digits = value[2:]
+    if not digits or any(c not in allowed for c in digits):
+        raise NodeDeviceParseError('invalid %s %r' % (what, text))
+    return int(digits, base)
+
+
+def _check_fields(fields: dict[str, int]) -> str:
+    for key, limit in _ADDRESS_LIMITS:
+        if not 0 <= fields[key] <= limit:
+            raise NodeDeviceParseError(
+                'PCI %s 0x%x out of range (max 0x%x)'
+                % (key, fields[key], limit))
+    return format_address(**fields)
+
+
+def parse_address_element(elem: ElementTree.Element) -> str:
+    """Canonical address of an ``<address domain= bus= slot= function=>``.
+
+    A missing domain means 0, as in libvirt; the other fields are required.
+    """
+    fields = {}
+    for key, _limit in _ADDRESS_LIMITS:
+        raw = elem.get(key)
+        if raw is None:
+            if key != 'domain':
+                raise NodeDeviceParseError(
+                    'PCI address element without %s attribute' % key)
+            raw = '0'
+        fields[key] = _to_int(raw, 'PCI %s' % key)
+    return _check_fields(fields)
+
+
+def _text(elem: ElementTree.Element, path: str) -> str | None:
+    """Whitespace-collapsed text, None when absent or empty.
+
+    Product names in real dumps may span a newline and indentation.
+    """
+    child = elem.find(path)
+    if child is None or child.text is None:
+        return None
+    value = ' '.join(child.text.split())
+    return value or None
+
+
+def _pci_id(cap: ElementTree.Element, tag: str) -> tuple[str, str | None]:
+    elem = cap.find(tag)
+    if elem is None or elem.get('id') is None:
+        raise NodeDeviceParseError('no %s id' % tag)
+    value = _to_int(elem.get('id'), '%s id' % tag, hex_only=True)
+    if not 0 <= value <= 0xffff:
+        raise NodeDeviceParseError(
+            '%s id %r out of range' % (tag, elem.get('id')))
+    return '%04x' % value, _text(cap, tag)
+
+
+def _numa_node(cap: ElementTree.Element) -> int | None:
+    elem = cap.find('numa')
+    if elem is None or elem.get('node') is None:
+        return None
+    raw = elem.get('node').strip()
+    if raw == '-1':
+        # What sysfs reports on hosts without NUMA information.
+        return None
+    return _to_int(raw, 'NUMA node')
+
+
+def _sub_capabilities(cap: ElementTree.Element, kind: str) -> list:
+    return [c for c in cap.findall('capability') if c.get('type') == kind]
+
+
+def _parse_pci(root: ElementTree.Element, name: str, parent: str | None,
+               cap: ElementTree.Element) -> PciDevice:
+    fields = {}
+    for key, _limit in _ADDRESS_LIMITS:
+        elem = cap.find(key)
+        if elem is None:
+            raise NodeDeviceParseError('no <%s> in the pci capability' % key)
+        fields[key] = _to_int(elem.text, 'PCI %s' % key)
+    address = _check_fields(fields)
+    vendor_id, vendor_name = _pci_id(cap, 'vendor')
+    product_id, product_name = _pci_id(cap, 'product')
+
+    vf_caps = _sub_capabilities(cap, 'virt_functions')
+    vf_addresses = []
+    max_vfs = None
+    for vf_cap in vf_caps:
+        if vf_cap.get('maxCount') is not None:
+            max_vfs = _to_int(vf_cap.get('maxCount'), 'maxCount')
+        vf_addresses.extend(parse_address_element(a)
+                            for a in vf_cap.findall('address'))
+    if len(set(vf_addresses)) != len(vf_addresses):
+        raise NodeDeviceParseError('virt_functions lists a VF twice')
+
+    pf_address = None
+    pf_caps = _sub_capabilities(cap, 'phys_function')
+    if len(pf_caps) > 1:
+        raise NodeDeviceParseError('more than one phys_function capability')
+    if pf_caps:
+        addresses = pf_caps[0].findall('address')
+        if len(addresses) != 1:
+            raise NodeDeviceParseError(
+                'phys_function holds %d addresses, not 1' % len(addresses))
+        pf_address = parse_address_element(addresses[0])
+        if vf_addresses:
+            raise NodeDeviceParseError(
+                'device is both a VF (phys_function) and a PF with VFs')
+
+    return PciDevice(
+        name=name, parent=parent, address=address,
+        vendor_id=vendor_id, product_id=product_id,
+        vendor_name=vendor_name, product_name=product_name,
+        numa_node=_numa_node(cap), driver=_text(root, 'driver/name'),
+        sriov_capable=bool(vf_caps), max_vfs=max_vfs,
+        vf_addresses=tuple(vf_addresses), pf_address=pf_address)
+
+
+def _parse_net(name: str, parent: str | None,
+               cap: ElementTree.Element) -> NetDevice:
+    interface = _text(cap, 'interface')
+    if interface is None:
+        raise NodeDeviceParseError('net capability without <interface>')
+    mac = _text(cap, 'address')
+    return NetDevice(name=name, parent=parent, interface=interface,
+                     mac=mac.lower() if mac else None)
+
+
+def parse_node_device(xml: str) -> PciDevice | NetDevice:
+    """Parse a node device's XMLDesc into a PCI or net record.
+
+    Devices of other kinds (vdpa, usb, scsi...) raise
+    NodeDeviceParseError too: the agent only ever asks for PCI and net.
+    """
+    try:
+        root = ElementTree.fromstring(xml)
+    except (ElementTree.ParseError, TypeError, ValueError) as exc:
+        raise NodeDeviceParseError('not well-formed XML: %s' % exc) from None
+    if root.tag != 'device':
+        raise NodeDeviceParseError(
+            'root element is <%s>, not <device>' % root.tag)
+    name = _text(root, 'name')
+    if name is None:
+        raise NodeDeviceParseError('device without <name>')
+    parent = _text(root, 'parent')
+    caps = root.findall('capability')
+    kinds = [c.get('type') for c in caps]
+    if kinds == ['pci']:
+        return _parse_pci(root, name, parent, caps[0])
+    if kinds == ['net']:
+        return _parse_net(name, parent, caps[0])
+    raise NodeDeviceParseError(
+        'device %s has capabilities %s, expected one pci or net'
+        % (name, kinds))

@@ -1,0 +1,31 @@
+"""vfpool's configuration options.
+
+Nothing here touches a global ``cfg.CONF``: callers build a ``ConfigOpts``
+and pass it to :func:`register_opts` so tests and several services in one
+process each keep their own configuration.
+"""
+
+from oslo_config import cfg
+
+from vfpool.conf import agent
+from vfpool.conf import database
+from vfpool.conf import default
+from vfpool.conf import libvirt
+from vfpool.conf import migration
+from vfpool.conf import notifications
+from vfpool.conf import pool
+from vfpool.conf import upgrade_levels
+
+_MODULES = (default, database, pool, agent, libvirt, migration,
+            notifications, upgrade_levels)
+
+
+def register_opts(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
+    for module in _MODULES:
+        module.register_opts(conf)
+    return conf
+
+
+def new_conf() -> cfg.ConfigOpts:
+    """A fresh ``ConfigOpts`` with every vfpool option registered."""
+    return register_opts(cfg.ConfigOpts())

@@ -1,0 +1,34 @@
+import os
+import socket
+
+from oslo_config import cfg
+
+default_opts = [
+    cfg.HostAddressOpt(
+        'host',
+        default=socket.gethostname(),
+        sample_default='<current_hostname>',
+        help='Name of this node. Servers use it as their RPC server name; '
+             'agents and compute plugins use it as the host name under '
+             'which VFs are inventoried. It must match the name the '
+             'compute service uses for the host.'),
+    cfg.StrOpt(
+        'state_path',
+        default=os.path.join(os.path.expanduser('~'), '.vfpool'),
+        sample_default='$HOME/.vfpool',
+        help='Directory where vfpool keeps local state, such as the '
+             'embedded SQLite database.'),
+    cfg.StrOpt(
+        'rpc_topic',
+        default='vfpool',
+        help='RPC topic the servers listen on. Every server, agent and '
+             'compute plugin of one deployment must use the same topic.'),
+]
+
+
+def register_opts(conf):
+    conf.register_opts(default_opts)
+
+
+def list_opts():
+    return {'DEFAULT': default_opts}

@@ -1,0 +1,45 @@
+from oslo_config import cfg
+
+pool_group = cfg.OptGroup(
+    'pool', title='VF pool options',
+    help='How the server claims VFs and expires leases.')
+
+pool_opts = [
+    cfg.IntOpt(
+        'lease_seconds',
+        default=600,
+        min=1,
+        help='Default lifetime of a migration claim. A claim that is '
+             'neither completed, renewed nor aborted within its lease is '
+             'returned to the pool by the reaper.'),
+    cfg.IntOpt(
+        'reaper_interval',
+        default=30,
+        min=1,
+        help='Seconds between two runs of the lease reaper in each '
+             'server. Several servers may reap at once safely.'),
+    cfg.BoolOpt(
+        'match_device_type',
+        default=True,
+        help='Whether a destination VF must have the same vendor and '
+             'product ID as the source VF it replaces. When false, any '
+             'VF on the same physical network matches.'),
+    cfg.StrOpt(
+        'numa_policy',
+        default='preferred',
+        choices=[('preferred', 'Prefer a VF on the same NUMA node, fall '
+                               'back to any node.'),
+                 ('required', 'Only a VF on the same NUMA node matches.'),
+                 ('ignore', 'NUMA placement plays no role.')],
+        help='How NUMA affinity of the source VF is honoured when '
+             'choosing a destination VF.'),
+]
+
+
+def register_opts(conf):
+    conf.register_group(pool_group)
+    conf.register_opts(pool_opts, group=pool_group)
+
+
+def list_opts():
+    return {pool_group: pool_opts}

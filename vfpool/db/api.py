@@ -1,0 +1,123 @@
+"""The one enginefacade of vfpool.
+
+Queries live beside the entity they serve (``vfpool/objects``) and use
+``@context_manager.reader`` / ``@context_manager.writer``.  Writers are
+wrapped in :func:`retry_on_deadlock` so that a lost row-lock race,
+a Galera certification failure or a busy SQLite file is retried rather
+than surfaced to the caller.
+"""
+
+import functools
+
+from oslo_config import cfg
+from oslo_db import api as oslo_db_api
+from oslo_db import exception as db_exc
+from oslo_db.sqlalchemy import enginefacade
+from oslo_log import log as logging
+import sqlalchemy
+
+LOG = logging.getLogger(__name__)
+
+context_manager = enginefacade.transaction_context()
+
+_MAX_RETRIES = 20
+
+
+def _is_retriable(exc: Exception) -> bool:
+    if isinstance(exc, (db_exc.DBDeadlock, db_exc.RetryRequest)):
+        return True
+    if isinstance(exc, db_exc.DBDuplicateEntry):
+        # Two first-time requests raced for one unique key (a request id,
+        # a migration uuid, a host name); the retry finds the winner's row.
+        return True
+    if isinstance(exc, db_exc.DBError):
+        inner = getattr(exc, 'inner_exception', None)
+        text = str(inner or exc)
+        # PostgreSQL: deadlock_detected (40P01), serialization_failure
+        # (40001); SQLite: another writer holds the file.
+        return ('deadlock detected' in text
+                or 'could not serialize access' in text
+                or 'database is locked' in text)
+    return False
+
+
+def retry_on_deadlock(func):
+    """Retry a whole writer transaction when the database says so.
+
+    Must wrap the outermost transaction, so that every attempt starts
+    from a clean snapshot.
+    """
+    wrapped = oslo_db_api.wrap_db_retry(
+        max_retries=_MAX_RETRIES, retry_interval=0.01,
+        inc_retry_interval=True, max_retry_interval=0.5,
+        exception_checker=_is_retriable)(func)
+    return functools.wraps(func)(wrapped)
+
+
+def _sqlite_begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
+    """Make SQLite take its write lock when a transaction starts.
+
+    A deferred SQLite transaction that reads and then writes cannot
+    wait for another writer: it fails with "database is locked".
+    Taking the lock up front makes concurrent callers queue instead.
+    """
+    if engine.dialect.name != 'sqlite':
+        return
+
+    @sqlalchemy.event.listens_for(engine, 'begin', insert=True)
+    def _begin(conn):
+        if 'in_transaction' not in conn.info:
+            conn.exec_driver_sql('BEGIN IMMEDIATE')
+            conn.info['in_transaction'] = True
+
+
+def _engine_options(conf: cfg.ConfigOpts) -> dict:
+    db = conf.database
+    return dict(
+        connection=db.connection,
+        slave_connection=db.slave_connection,
+        sqlite_fk=True,
+        mysql_sql_mode=db.mysql_sql_mode,
+        connection_recycle_time=db.connection_recycle_time,
+        connection_debug=db.connection_debug,
+        max_pool_size=db.max_pool_size,
+        max_overflow=db.max_overflow,
+        pool_timeout=db.pool_timeout,
+        connection_trace=db.connection_trace,
+        max_retries=db.max_retries,
+        retry_interval=db.retry_interval,
+    )
+
+
+_configured = False
+
+
+def configure(conf: cfg.ConfigOpts) -> None:
+    """Point the facade at ``[database]``; a second call is a no-op."""
+    global _configured
+    if _configured:
+        return
+    context_manager.configure(**_engine_options(conf))
+    _sqlite_begin_immediate(context_manager.writer.get_engine())
+    _configured = True
+
+
+def get_engine() -> sqlalchemy.engine.Engine:
+    return context_manager.writer.get_engine()
+
+
+def use_connection(url: str, **options):
+    """Point the facade at ``url`` instead of ``[database]`` (tests, tools).
+
+    Returns the callable that undoes it.
+    """
+    factory = enginefacade._TransactionFactory()
+    factory.configure(connection=url, sqlite_fk=True, **options)
+    reset = context_manager.patch_factory(factory)
+    engine = context_manager.writer.get_engine()
+    _sqlite_begin_immediate(engine)
+
+    def _reset():
+        engine.dispose()
+        reset()
+    return _reset

@@ -1,0 +1,186 @@
+"""SQLAlchemy models of the inventory; alembic migrations own the schema."""
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy import orm
+
+# MySQL's DATETIME keeps whole seconds unless told otherwise; leases and
+# reports want sub-second precision on every backend.
+DateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mysql')
+
+# VF states (DESIGN.md "VF states").
+AVAILABLE = 'available'
+CLAIMED = 'claimed'
+ALLOCATED = 'allocated'
+RESERVED = 'reserved'
+MISSING = 'missing'
+VF_STATES = (AVAILABLE, CLAIMED, ALLOCATED, RESERVED, MISSING)
+
+# Migration states.
+IN_PROGRESS = 'in_progress'
+COMPLETED = 'completed'
+ABORTED = 'aborted'
+EXPIRED = 'expired'
+MIGRATION_STATES = (IN_PROGRESS, COMPLETED, ABORTED, EXPIRED)
+
+# Whether an allocated VF is really plugged into its guest, as the compute
+# plugin last recorded it (NULL: never reported).
+ATTACHED = 'attached'
+DETACHED = 'detached'
+ATTACH_FAILED = 'failed'
+ATTACH_STATES = (ATTACHED, DETACHED, ATTACH_FAILED)
+
+
+class Base(orm.DeclarativeBase):
+    pass
+
+
+class TimestampMixin:
+    created_at = sa.Column(DateTime, nullable=False)
+    updated_at = sa.Column(DateTime, nullable=True)
+
+
+class Host(TimestampMixin, Base):
+    __tablename__ = 'hosts'
+    __table_args__ = (
+        sa.UniqueConstraint('name', name='uniq_hosts0name'),
+        {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
+    )
+
+    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
+    name = sa.Column(sa.String(255), nullable=False)
+    disabled = sa.Column(sa.Boolean, nullable=False, default=False)
+    disabled_reason = sa.Column(sa.String(255), nullable=True)
+    last_report_at = sa.Column(DateTime, nullable=True)
+
+
+class PhysicalFunction(TimestampMixin, Base):
+    __tablename__ = 'pfs'
+    __table_args__ = (
+        sa.UniqueConstraint('host_id', 'address',
+                            name='uniq_pfs0host_id0address'),
+        {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
+    )
+
+    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
+    host_id = sa.Column(sa.Integer, sa.ForeignKey('hosts.id'),
+                        nullable=False)
+    address = sa.Column(sa.String(12), nullable=False)
+    netdev = sa.Column(sa.String(255), nullable=True)
+    vendor_id = sa.Column(sa.String(4), nullable=False)
+    product_id = sa.Column(sa.String(4), nullable=False)
+    numa_node = sa.Column(sa.Integer, nullable=True)
+    physical_network = sa.Column(sa.String(255), nullable=False)
+
+
+class VirtualFunction(TimestampMixin, Base):
+    """One VF and, denormalised, everything a claim filters on.
+
+    ``instance_uuid`` is the owner in every owned state; ``migration_uuid``
+    marks a destination claim (state ``claimed``) or a source allocation
+    that a migration in flight is moving.  ``prior_state`` remembers the
+    state of a VF that went ``missing``, so it comes back as it left.
+    ``generation`` grows with every change, for compare-and-swap.
+    """
+
+    __tablename__ = 'vfs'
+    __table_args__ = (
+        sa.UniqueConstraint('host_id', 'address',
+                            name='uniq_vfs0host_id0address'),
+        sa.Index('vfs_host_id_physical_network_state_idx',
+                 'host_id', 'physical_network', 'state'),
+        sa.Index('vfs_instance_uuid_idx', 'instance_uuid'),
+        sa.Index('vfs_migration_uuid_idx', 'migration_uuid'),
+        sa.Index('vfs_request_id_idx', 'request_id'),
+        sa.Index('vfs_pf_id_idx', 'pf_id'),
+        {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
+    )
+
+    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
+    host_id = sa.Column(sa.Integer, sa.ForeignKey('hosts.id'),
+                        nullable=False)
+    pf_id = sa.Column(sa.Integer, sa.ForeignKey('pfs.id'), nullable=False)
+    address = sa.Column(sa.String(12), nullable=False)
+    vf_index = sa.Column(sa.Integer, nullable=False)
+    vendor_id = sa.Column(sa.String(4), nullable=False)
+    product_id = sa.Column(sa.String(4), nullable=False)
+    numa_node = sa.Column(sa.Integer, nullable=True)
+    netdev = sa.Column(sa.String(255), nullable=True)
+    physical_network = sa.Column(sa.String(255), nullable=False)
+    state = sa.Column(sa.String(16), nullable=False, default=AVAILABLE)
+    prior_state = sa.Column(sa.String(16), nullable=True)
+    generation = sa.Column(sa.Integer, nullable=False, default=0)
+    instance_uuid = sa.Column(sa.String(36), nullable=True)
+    request_id = sa.Column(sa.String(255), nullable=True)
+    migration_uuid = sa.Column(sa.String(36), nullable=True)
+    mac = sa.Column(sa.String(17), nullable=True)
+    vlan = sa.Column(sa.Integer, nullable=True)
+    port_id = sa.Column(sa.String(255), nullable=True)
+    attach_state = sa.Column(sa.String(16), nullable=True)
+    reserved_reason = sa.Column(sa.String(255), nullable=True)
+
+
+class AllocationRequest(Base):
+    """Remembers an ``allocate`` request id, to answer retries the same."""
+
+    __tablename__ = 'allocation_requests'
+    __table_args__ = (
+        sa.UniqueConstraint('request_id',
+                            name='uniq_allocation_requests0request_id'),
+        sa.Index('allocation_requests_instance_uuid_idx', 'instance_uuid'),
+        {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
+    )
+
+    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
+    request_id = sa.Column(sa.String(255), nullable=False)
+    instance_uuid = sa.Column(sa.String(36), nullable=False)
+    host_id = sa.Column(sa.Integer, sa.ForeignKey('hosts.id'),
+                        nullable=False)
+    digest = sa.Column(sa.String(64), nullable=False)
+    created_at = sa.Column(DateTime, nullable=False)
+
+
+class Migration(TimestampMixin, Base):
+    __tablename__ = 'migrations'
+    __table_args__ = (
+        sa.UniqueConstraint('uuid', name='uniq_migrations0uuid'),
+        sa.Index('migrations_instance_uuid_idx', 'instance_uuid'),
+        sa.Index('migrations_state_lease_idx', 'state', 'lease_expires_at'),
+        {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
+    )
+
+    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
+    uuid = sa.Column(sa.String(36), nullable=False)
+    instance_uuid = sa.Column(sa.String(36), nullable=False)
+    source_host_id = sa.Column(sa.Integer, sa.ForeignKey('hosts.id'),
+                               nullable=False)
+    dest_host_id = sa.Column(sa.Integer, sa.ForeignKey('hosts.id'),
+                             nullable=False)
+    state = sa.Column(sa.String(16), nullable=False, default=IN_PROGRESS)
+    lease_expires_at = sa.Column(DateTime, nullable=False)
+
+
+class MigrationVF(Base):
+    """One source allocation of a migration and the VF claimed for it.
+
+    The source allocation's MAC, VLAN and port are copied here so the
+    answer to ``prepare_migration`` can be given again after the move.
+    """
+
+    __tablename__ = 'migration_vfs'
+    __table_args__ = (
+        sa.Index('migration_vfs_migration_id_idx', 'migration_id'),
+        {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
+    )
+
+    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
+    migration_id = sa.Column(sa.Integer, sa.ForeignKey('migrations.id'),
+                             nullable=False)
+    source_vf_id = sa.Column(sa.Integer, sa.ForeignKey('vfs.id'),
+                             nullable=False)
+    dest_vf_id = sa.Column(sa.Integer, sa.ForeignKey('vfs.id'),
+                           nullable=False)
+    mac = sa.Column(sa.String(17), nullable=True)
+    vlan = sa.Column(sa.Integer, nullable=True)
+    port_id = sa.Column(sa.String(255), nullable=True)
+    request_id = sa.Column(sa.String(255), nullable=True)

@@ -1,0 +1,108 @@
+"""Typed errors of the vfpool API.
+
+They cross RPC: oslo.messaging rebuilds them on the client as
+``cls(*args, **kwargs)``, so every class takes the already formatted
+message as its only positional argument plus the keyword arguments it
+was formatted from.  Clients list this module in ``allowed_remote_exmods``
+and so catch the very same classes the server raised.
+"""
+
+
+class VfpoolException(Exception):
+    msg_fmt = 'An unknown error occurred.'
+
+    def __init__(self, message: str | None = None, **kwargs):
+        self.kwargs = kwargs
+        if message is None:
+            try:
+                message = self.msg_fmt % kwargs
+            except (KeyError, TypeError, ValueError):
+                message = self.msg_fmt
+        super().__init__(message)
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class InvalidInput(VfpoolException):
+    msg_fmt = 'Invalid input: %(reason)s'
+
+
+class NotFound(VfpoolException):
+    msg_fmt = 'Resource could not be found.'
+
+
+class HostNotFound(NotFound):
+    msg_fmt = 'Host %(host)s is not known to vfpool.'
+
+
+class VFNotFound(NotFound):
+    msg_fmt = 'VF %(address)s on host %(host)s could not be found.'
+
+
+class AllocationNotFound(NotFound):
+    msg_fmt = ('Instance %(instance_uuid)s holds no VF %(address)s on host '
+               '%(host)s.')
+
+
+class MigrationNotFound(NotFound):
+    msg_fmt = 'Migration %(migration_uuid)s could not be found.'
+
+
+class NoAvailableVF(VfpoolException):
+    msg_fmt = 'No available VF on host %(host)s matches %(request)s.'
+
+
+class HostDisabled(NoAvailableVF):
+    msg_fmt = 'Host %(host)s is disabled and takes no new claims.'
+
+
+class Conflict(VfpoolException):
+    msg_fmt = 'The request conflicts with the current state.'
+
+
+class MigrationInProgress(Conflict):
+    msg_fmt = ('Instance %(instance_uuid)s already has migration '
+               '%(migration_uuid)s in flight.')
+
+
+class MigrationStateConflict(Conflict):
+    msg_fmt = ('Migration %(migration_uuid)s is %(state)s; it cannot be '
+               '%(action)s.')
+
+
+class LeaseExpired(Conflict):
+    msg_fmt = ('The lease of migration %(migration_uuid)s expired and its '
+               'destination VFs are no longer free.')
+
+
+class RequestConflict(Conflict):
+    msg_fmt = ('Request %(request_id)s was already used with other '
+               'arguments.')
+
+
+class VFStateConflict(Conflict):
+    msg_fmt = 'VF %(address)s on host %(host)s is %(state)s: %(reason)s'
+
+
+# Compute-side errors: raised to the compute driver, never sent over RPC.
+
+class DeviceDetachFailed(VfpoolException):
+    msg_fmt = ('Device %(alias)s could not be detached from domain '
+               '%(domain)s: %(reason)s')
+
+
+class DeviceAttachFailed(VfpoolException):
+    msg_fmt = ('Device for VF %(address)s could not be attached to domain '
+               '%(domain)s: %(reason)s')
+
+
+class ReattachFailed(VfpoolException):
+    msg_fmt = ('Instance %(instance_uuid)s runs on %(host)s but its VF '
+               'could not be attached there: %(reason)s')
+
+
+class ServiceError(VfpoolException):
+    """An unexpected failure inside the server, already rolled back."""
+    msg_fmt = 'vfpool-server could not complete %(method)s: %(reason)s'

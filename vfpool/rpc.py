@@ -1,0 +1,51 @@
+"""oslo.messaging plumbing shared by servers, agents and compute plugins."""
+
+from oslo_config import cfg
+import oslo_messaging as messaging
+from oslo_messaging._tracing import client as _tracing_client
+
+#: Modules whose exceptions a client may rebuild from a server's reply.
+ALLOWED_EXMODS = ['vfpool.exception']
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register oslo.messaging's options on ``conf``.
+
+    oslo.messaging registers most options lazily on the ConfigOpts it is
+    handed, but its tracing options only on the global ``cfg.CONF``; a
+    call through a transport built on any other ConfigOpts then fails
+    with ``NoSuchOptError``.  Registering them here closes that gap.
+    """
+    messaging.set_transport_defaults(control_exchange='vfpool')
+    group = 'oslo_messaging_tracing'
+    try:
+        conf.register_opts(_tracing_client.oslo_messaging_tracing,
+                           group=group)
+    except cfg.DuplicateOptError:
+        pass
+
+
+def get_transport(conf: cfg.ConfigOpts) -> messaging.Transport:
+    register_opts(conf)
+    return messaging.get_rpc_transport(
+        conf, allowed_remote_exmods=ALLOWED_EXMODS)
+
+
+def get_target(conf: cfg.ConfigOpts, server: str | None = None,
+               version: str | None = None) -> messaging.Target:
+    return messaging.Target(topic=conf.rpc_topic, server=server,
+                            version=version)
+
+
+def get_server(conf: cfg.ConfigOpts, transport: messaging.Transport,
+               endpoints: list) -> messaging.RPCServer:
+    target = get_target(conf, server=conf.host)
+    return messaging.get_rpc_server(transport, target, endpoints,
+                                    executor='threading')
+
+
+def get_notifier(conf: cfg.ConfigOpts,
+                 publisher_id: str) -> messaging.Notifier:
+    register_opts(conf)
+    transport = messaging.get_notification_transport(conf)
+    return messaging.Notifier(transport, publisher_id=publisher_id)

@@ -1,0 +1,129 @@
+"""Client side of the vfpool RPC API, for compute drivers and agents.
+
+API version history:
+
+* 1.0 - report_inventory, allocate, release, prepare_migration,
+        renew_migration, complete_migration, abort_migration,
+        get_instance, get_host
+* 1.1 - ping, replace_allocation (the "swap" re-attach policy),
+        set_attach_state (the "degrade" and "error" policies)
+
+Every method is a ``call``.  Errors arrive as the very classes of
+``vfpool.exception`` that the server raised.  A client caps what it
+sends with ``[upgrade_levels] vfpool`` so that, during a rolling
+upgrade, it keeps to what the oldest server understands; methods newer
+than the cap raise ``VersionTooNew`` locally (check with
+``can_send_version`` first).
+"""
+
+from oslo_config import cfg
+import oslo_messaging as messaging
+
+from vfpool import rpc
+
+RPC_API_VERSION = '1.1'
+
+class VersionTooNew(Exception):
+    """The method needs an RPC version above ``[upgrade_levels] vfpool``."""
+
+
+class VfpoolAPI:
+    """The server's RPC API as a compute driver or an agent sees it."""
+
+    def __init__(self, conf: cfg.ConfigOpts,
+                 transport: messaging.Transport | None = None,
+                 timeout: int | None = None):
+        self.conf = conf
+        self.transport = transport or rpc.get_transport(conf)
+        self.version_cap = conf.upgrade_levels.vfpool or RPC_API_VERSION
+        target = rpc.get_target(conf, version='1.0')
+        self.client = messaging.get_rpc_client(
+            self.transport, target, version_cap=self.version_cap,
+            timeout=timeout)
+
+    def can_send_version(self, version: str) -> bool:
+        return self.client.can_send_version(version)
+
+    def _call(self, context, version: str, method: str, **kwargs):
+        if not self.can_send_version(version):
+            raise VersionTooNew('%s needs RPC version %s; capped at %s'
+                                % (method, version, self.version_cap))
+        cctxt = self.client.prepare(version=version)
+        return cctxt.call(_ctxt(context), method, **kwargs)
+
+    # 1.0
+
+    def report_inventory(self, context, host: str, pfs: list) -> dict:
+        return self._call(context, '1.0', 'report_inventory', host=host,
+                          pfs=pfs)
+
+    def allocate(self, context, instance_uuid: str, host: str,
+                 requests: list, request_id: str) -> list:
+        return self._call(context, '1.0', 'allocate',
+                          instance_uuid=instance_uuid, host=host,
+                          requests=requests, request_id=request_id)
+
+    def release(self, context, instance_uuid: str,
+                host: str | None = None) -> int:
+        kwargs = {} if host is None else {'host': host}
+        return self._call(context, '1.0', 'release',
+                          instance_uuid=instance_uuid, **kwargs)
+
+    def prepare_migration(self, context, migration_uuid: str,
+                          instance_uuid: str, source_host: str,
+                          dest_host: str,
+                          lease_seconds: int | None = None) -> list:
+        kwargs = {} if lease_seconds is None else {
+            'lease_seconds': lease_seconds}
+        return self._call(context, '1.0', 'prepare_migration',
+                          migration_uuid=migration_uuid,
+                          instance_uuid=instance_uuid,
+                          source_host=source_host, dest_host=dest_host,
+                          **kwargs)
+
+    def renew_migration(self, context, migration_uuid: str,
+                        lease_seconds: int | None = None) -> str:
+        kwargs = {} if lease_seconds is None else {
+            'lease_seconds': lease_seconds}
+        return self._call(context, '1.0', 'renew_migration',
+                          migration_uuid=migration_uuid, **kwargs)
+
+    def complete_migration(self, context, migration_uuid: str) -> list:
+        return self._call(context, '1.0', 'complete_migration',
+                          migration_uuid=migration_uuid)
+
+    def abort_migration(self, context, migration_uuid: str) -> int:
+        return self._call(context, '1.0', 'abort_migration',
+                          migration_uuid=migration_uuid)
+
+    def get_instance(self, context, instance_uuid: str) -> dict:
+        return self._call(context, '1.0', 'get_instance',
+                          instance_uuid=instance_uuid)
+
+    def get_host(self, context, host: str) -> dict:
+        return self._call(context, '1.0', 'get_host', host=host)
+
+    # 1.1
+
+    def ping(self, context) -> dict:
+        return self._call(context, '1.1', 'ping')
+
+    def replace_allocation(self, context, instance_uuid: str, host: str,
+                           address: str) -> dict:
+        return self._call(context, '1.1', 'replace_allocation',
+                          instance_uuid=instance_uuid, host=host,
+                          address=address)
+
+    def set_attach_state(self, context, instance_uuid: str, host: str,
+                         address: str, attach_state: str) -> dict:
+        return self._call(context, '1.1', 'set_attach_state',
+                          instance_uuid=instance_uuid, host=host,
+                          address=address, attach_state=attach_state)
+
+
+def _ctxt(context) -> dict:
+    if context is None:
+        return {}
+    if isinstance(context, dict):
+        return context
+    return context.to_dict()

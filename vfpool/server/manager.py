@@ -1,0 +1,188 @@
+"""The RPC endpoint of vfpool-server.
+
+Each method checks its arguments, runs one transaction in
+``vfpool.objects`` and answers with JSON-able primitives.  Errors leave
+as typed ``vfpool.exception`` classes; anything unexpected is logged
+here and leaves as ``ServiceError``, never as a bare ``RemoteError``.
+"""
+
+import functools
+import inspect
+
+from oslo_config import cfg
+from oslo_log import log as logging
+import oslo_messaging as messaging
+
+from vfpool import context as vfpool_context
+from vfpool.db import models
+from vfpool import exception
+from vfpool import notifications
+from vfpool.objects import allocation as allocation_obj
+from vfpool.objects import host as host_obj
+from vfpool.objects import migration as migration_obj
+from vfpool import validation as v
+
+LOG = logging.getLogger(__name__)
+
+RPC_API_VERSION = '1.1'
+
+
+def endpoint(func):
+    """Bind the call's arguments strictly and keep errors typed."""
+    signature = inspect.signature(func)
+
+    @functools.wraps(func)
+    @messaging.expected_exceptions(exception.VfpoolException)
+    def wrapper(self, ctxt, **kwargs):
+        try:
+            signature.bind(self, ctxt, **kwargs)
+        except TypeError as e:
+            raise exception.InvalidInput(
+                reason='%s: %s' % (func.__name__, e))
+        if not isinstance(ctxt, vfpool_context.RequestContext):
+            ctxt = vfpool_context.RequestContext.from_dict(ctxt or {})
+        try:
+            return func(self, ctxt, **kwargs)
+        except exception.VfpoolException:
+            raise
+        except Exception as e:
+            LOG.exception('Unexpected error in %s', func.__name__)
+            raise exception.ServiceError(method=func.__name__,
+                                         reason=type(e).__name__)
+    return wrapper
+
+
+class Manager:
+    """RPC API; see ``vfpool.rpcapi`` for the version history."""
+
+    target = messaging.Target(version=RPC_API_VERSION)
+
+    def __init__(self, conf: cfg.ConfigOpts,
+                 notifier: notifications.Notifier | None = None):
+        self.conf = conf
+        self.notifier = notifier or notifications.Notifier(conf)
+
+    def _lease(self, lease_seconds) -> int:
+        if lease_seconds is None:
+            return self.conf.pool.lease_seconds
+        return v.lease_seconds('lease_seconds', lease_seconds)
+
+    # 1.0
+
+    @endpoint
+    def report_inventory(self, context, host, pfs):
+        host = v.name('host', host)
+        pfs = v.inventory('pfs', pfs)
+        counts = host_obj.report_inventory(context, host, pfs)
+        LOG.info('Inventory of %s: %s', host, counts)
+        return counts
+
+    @endpoint
+    def allocate(self, context, instance_uuid, host, requests, request_id):
+        instance_uuid = v.uuid('instance_uuid', instance_uuid)
+        host = v.name('host', host)
+        requests = v.requests('requests', requests)
+        request_id = v.name('request_id', request_id)
+        result = allocation_obj.allocate(
+            context, instance_uuid, host, requests, request_id,
+            numa_policy=self.conf.pool.numa_policy)
+        self.notifier.emit(context, 'vfpool.allocation.create', {
+            'instance_uuid': instance_uuid, 'host': host,
+            'request_id': request_id, 'allocations': result})
+        return result
+
+    @endpoint
+    def release(self, context, instance_uuid, host=None):
+        instance_uuid = v.uuid('instance_uuid', instance_uuid)
+        host = v.optional(v.name)('host', host)
+        freed = allocation_obj.release(context, instance_uuid, host)
+        if freed:
+            self.notifier.emit(context, 'vfpool.allocation.release', {
+                'instance_uuid': instance_uuid, 'host': host,
+                'freed': freed})
+        return freed
+
+    @endpoint
+    def prepare_migration(self, context, migration_uuid, instance_uuid,
+                          source_host, dest_host, lease_seconds=None):
+        migration_uuid = v.uuid('migration_uuid', migration_uuid)
+        instance_uuid = v.uuid('instance_uuid', instance_uuid)
+        source_host = v.name('source_host', source_host)
+        dest_host = v.name('dest_host', dest_host)
+        if source_host == dest_host:
+            raise exception.InvalidInput(
+                reason='source_host and dest_host are both %s'
+                % source_host)
+        lease = self._lease(lease_seconds)
+        pairs = migration_obj.prepare(
+            context, migration_uuid, instance_uuid, source_host, dest_host,
+            lease, match_device_type=self.conf.pool.match_device_type,
+            numa_policy=self.conf.pool.numa_policy)
+        self.notifier.emit(context, 'vfpool.migration.claim', {
+            'migration_uuid': migration_uuid, 'instance_uuid': instance_uuid,
+            'source_host': source_host, 'dest_host': dest_host,
+            'vfs': pairs})
+        return pairs
+
+    @endpoint
+    def renew_migration(self, context, migration_uuid, lease_seconds=None):
+        migration_uuid = v.uuid('migration_uuid', migration_uuid)
+        return migration_obj.renew(context, migration_uuid,
+                                   self._lease(lease_seconds))
+
+    @endpoint
+    def complete_migration(self, context, migration_uuid):
+        migration_uuid = v.uuid('migration_uuid', migration_uuid)
+        result = migration_obj.complete(context, migration_uuid)
+        self.notifier.emit(context, 'vfpool.migration.complete', {
+            'migration_uuid': migration_uuid, 'allocations': result})
+        return result
+
+    @endpoint
+    def abort_migration(self, context, migration_uuid):
+        migration_uuid = v.uuid('migration_uuid', migration_uuid)
+        freed = migration_obj.abort(context, migration_uuid)
+        self.notifier.emit(context, 'vfpool.migration.abort', {
+            'migration_uuid': migration_uuid, 'freed': freed})
+        return freed
+
+    @endpoint
+    def get_instance(self, context, instance_uuid):
+        instance_uuid = v.uuid('instance_uuid', instance_uuid)
+        return allocation_obj.get_instance(context, instance_uuid)
+
+    @endpoint
+    def get_host(self, context, host):
+        return host_obj.get_host(context, v.name('host', host))
+
+    # 1.1
+
+    @endpoint
+    def ping(self, context):
+        return {'host': self.conf.host, 'version': RPC_API_VERSION}
+
+    @endpoint
+    def replace_allocation(self, context, instance_uuid, host, address):
+        instance_uuid = v.uuid('instance_uuid', instance_uuid)
+        host = v.name('host', host)
+        address = v.pci_address('address', address)
+        return allocation_obj.replace(
+            context, instance_uuid, host, address,
+            numa_policy=self.conf.pool.numa_policy,
+            match_device_type=self.conf.pool.match_device_type)
+
+    @endpoint
+    def set_attach_state(self, context, instance_uuid, host, address,
+                         attach_state):
+        instance_uuid = v.uuid('instance_uuid', instance_uuid)
+        host = v.name('host', host)
+        address = v.pci_address('address', address)
+        attach_state = v.choice(*models.ATTACH_STATES)(
+            'attach_state', attach_state)
+        result = allocation_obj.set_attach_state(
+            context, instance_uuid, host, address, attach_state)
+        if attach_state != models.ATTACHED:
+            self.notifier.emit(context, 'vfpool.allocation.reattach_failed',
+                               dict(result, instance_uuid=instance_uuid,
+                                    host=host), error=True)
+        return result

@@ -1,0 +1,10 @@
+"""Small helpers shared by the server and its clients."""
+
+import datetime
+
+
+def isotime(value: datetime.datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z``, from the naive UTC times in the DB."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=None).isoformat() + 'Z'
