@@ -2,6 +2,8 @@
 
 from oslo_config import cfg
 import oslo_messaging as messaging
+from oslo_messaging import opts as messaging_opts
+from oslo_messaging._metrics import client as _metrics_client
 from oslo_messaging._tracing import client as _tracing_client
 
 #: Modules whose exceptions a client may rebuild from a server's reply.
@@ -9,20 +11,24 @@ ALLOWED_EXMODS = ['vfpool.exception']
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    """Register oslo.messaging's options on ``conf``.
+    """Register every oslo.messaging option on ``conf`` up front.
 
     oslo.messaging registers most options lazily on the ConfigOpts it is
-    handed, but its tracing options only on the global ``cfg.CONF``; a
+    handed, but its tracing and metrics options only on the global ``cfg.CONF``; a
     call through a transport built on any other ConfigOpts then fails
-    with ``NoSuchOptError``.  Registering them here closes that gap.
+    with ``NoSuchOptError``.  Registering them all here closes that gap
+    and lets callers override ``transport_url`` before a transport exists.
     """
     messaging.set_transport_defaults(control_exchange='vfpool')
-    group = 'oslo_messaging_tracing'
-    try:
-        conf.register_opts(_tracing_client.oslo_messaging_tracing,
-                           group=group)
-    except cfg.DuplicateOptError:
-        pass
+    groups = list(messaging_opts.list_opts()) + [
+        ('oslo_messaging_tracing', _tracing_client.oslo_messaging_tracing),
+        ('oslo_messaging_metrics', _metrics_client.oslo_messaging_metrics)]
+    for group, opts in groups:
+        for opt in opts:
+            try:
+                conf.register_opt(opt, group=group)
+            except cfg.DuplicateOptError:
+                pass
 
 
 def get_transport(conf: cfg.ConfigOpts) -> messaging.Transport:
@@ -38,7 +44,7 @@ def get_target(conf: cfg.ConfigOpts, server: str | None = None,
 
 
 def get_server(conf: cfg.ConfigOpts, transport: messaging.Transport,
-               endpoints: list) -> messaging.RPCServer:
+               endpoints: list) -> messaging.MessageHandlingServer:
     target = get_target(conf, server=conf.host)
     return messaging.get_rpc_server(transport, target, endpoints,
                                     executor='threading')
