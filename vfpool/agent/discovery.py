@@ -120,7 +120,7 @@ def _report_pf(pf: nodedev.PciDevice, by_address: dict, netdevs: dict,
             selected.append(_Selected(vf_index, vf, vf_function.netdevs,
                                       *found))
     if missing:
-        log.warning('Skipping VFs %s of PF %s (%s): libvirt lists no node '
+        log.warning('Skipping VFs %s of PF %s (%s): no usable node '
                     'device at these addresses', ', '.join(missing),
                     pf.address, pf.name)
     if not selected:
