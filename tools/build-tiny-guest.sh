@@ -6,25 +6,36 @@
 # Produces DIR/vmlinuz (Debian's own kernel, fetched with `apt-get download`
 # and unpacked with `dpkg-deb -x`, never installed) and DIR/initrd.img (a
 # cpio initramfs around the static /bin/busybox of busybox-static).  The
-# guest's /init mounts proc, sys and dev, loads the NIC drivers so that
-# hot-plugged virtio-net / e1000e devices are bound to a real driver, prints
-# VFPOOL-GUEST-READY on ttyS0 and then sleeps for ever.  Hot-unplug itself
-# is handled by the kernel's built-in PCI hotplug code, so a detach issued
-# by libvirt completes and DEVICE_REMOVED fires.
+# guest's /init mounts proc, sys and dev, loads the virtio-net and e1000e
+# drivers (modules in Debian's kernel) so hot-plugged NICs are really bound,
+# prints the MACs it sees (VFPOOL-GUEST-NICS: ...) and VFPOOL-GUEST-READY on
+# ttyS0, then keeps reporting every change of its NIC set.
 #
-# Idempotent: does nothing when both files already exist.
-# Needs: apt-get (network access to the Debian mirror), dpkg-deb, cpio,
-# gzip, busybox-static.
+# What makes a hot-unplug (libvirt detach) complete, so that DEVICE_REMOVED
+# fires: a q35 machine with <features><acpi/></features> (QEMU >= 6.1 does
+# hot-plug on pcie-root-ports through ACPI) and a guest kernel with ACPI PCI
+# hotplug built in (CONFIG_HOTPLUG_PCI_ACPI=y in Debian's kernel).  The NIC
+# driver is not required for that; it is loaded so the guest sees the NIC.
+#
+# Idempotent: does nothing when DIR already holds a build of this format
+# (DIR/vmlinuz, DIR/initrd.img and DIR/format matching FORMAT below).
+# Needs root or write access to DIR, apt-get (the Debian mirror), dpkg-deb,
+# cpio, gzip and busybox-static.
 set -eu
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${1:-$REPO/.tiny-guest}
 READY_LINE=VFPOOL-GUEST-READY
+NICS_PREFIX=VFPOOL-GUEST-NICS:
+# Bump when the guest changes; vfpool/tests/functional/libvirt_hosts.py
+# checks it (GUEST_FORMAT) so stale builds are rebuilt, not misused.
+FORMAT=2
 # Kernel modules to put in the initramfs; their dependencies are resolved
 # from the modules themselves (the package carries no modules.dep).
 MODULES="virtio_pci virtio_net e1000e"
 
-if [ -s "$DIR/vmlinuz" ] && [ -s "$DIR/initrd.img" ]; then
+if [ -s "$DIR/vmlinuz" ] && [ -s "$DIR/initrd.img" ] &&
+   [ "$(cat "$DIR/format" 2>/dev/null)" = "$FORMAT" ]; then
     echo "tiny guest already built in $DIR"
     exit 0
 fi
@@ -38,7 +49,8 @@ if ! [ -x "$BUSYBOX" ] || ! "$BUSYBOX" --list | grep -qx insmod; then
     echo "$0: $BUSYBOX (package busybox-static) is missing" >&2
     exit 1
 fi
-if command -v file >/dev/null && ! file -L "$BUSYBOX" | grep -q 'statically linked'; then
+if command -v file >/dev/null &&
+   ! file -L "$BUSYBOX" | grep -q 'statically linked'; then
     echo "$0: $BUSYBOX is not statically linked; install busybox-static" >&2
     exit 1
 fi
@@ -46,7 +58,8 @@ fi
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/vfpool-tiny-guest.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT INT TERM
+trap 'rm -rf "$WORK"' EXIT
+trap 'exit 1' INT TERM
 
 # linux-image-amd64 is a meta package: resolve the versioned image it
 # depends on (e.g. linux-image-6.1.0-26-amd64) and fetch that.
@@ -125,17 +138,30 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null || mdev -s
 for m in \$(cat /modules/order); do
     insmod /modules/\$m.ko 2>/dev/null
 done
+nics() {
+    cat /sys/class/net/*/address 2>/dev/null | grep -v '^00:00:00:00:00:00' |
+        sort -u | tr '\n' ' '
+}
+last=\$(nics)
+echo "$NICS_PREFIX \$last" >/dev/ttyS0
 echo "$READY_LINE" >/dev/ttyS0
-# Keep PID 1 alive for ever; hot-plug is handled by the kernel itself.
-while :; do sleep 3600; done
+# PID 1 must live for ever; report the NICs the guest sees when they change.
+while :; do
+    now=\$(nics)
+    if [ "\$now" != "\$last" ]; then
+        echo "$NICS_PREFIX \$now" >/dev/ttyS0
+        last=\$now
+    fi
+    sleep 0.5
+done
 INIT
 chmod 0755 "$ROOT/init"
 
 (cd "$ROOT" && find . | cpio -o -H newc --quiet | gzip -9) >"$WORK/initrd.img"
 
-# Sanity: the kernel must be able to hot-unplug PCIe devices on its own.
-if ! grep -q '^CONFIG_HOTPLUG_PCI_PCIE=y' "$KCONFIG"; then
-    echo "$0: warning: $KPKG lacks built-in PCIe hotplug;" \
+# Sanity: the kernel must answer ACPI hot-unplug requests on its own.
+if ! grep -q '^CONFIG_HOTPLUG_PCI_ACPI=y' "$KCONFIG"; then
+    echo "$0: warning: $KPKG lacks built-in ACPI PCI hotplug;" \
          "device detach will not complete" >&2
 fi
 
@@ -144,4 +170,5 @@ mv "$DIR/vmlinuz.tmp" "$DIR/vmlinuz"
 cp "$WORK/initrd.img" "$DIR/initrd.img.tmp"
 mv "$DIR/initrd.img.tmp" "$DIR/initrd.img"
 echo "$KPKG" >"$DIR/kernel-package"
+echo "$FORMAT" >"$DIR/format"
 echo "tiny guest built in $DIR: kernel $KPKG, modules: $(tr '\n' ' ' <"$ORDER")"

@@ -1,0 +1,253 @@
+"""libvirt domain device events for the compute plugin.
+
+A detach is only finished when the guest has let go of the device, which
+libvirt reports asynchronously with DEVICE_REMOVED (or DEVICE_REMOVAL_FAILED)
+events.  Those events only flow when a libvirt event loop implementation is
+registered *before* the connection is opened and something keeps running it,
+so this module owns the one process-wide default event loop
+(:func:`start_event_loop`) and a :class:`DeviceEventRegistry` that turns the
+callbacks into waitable objects keyed by (domain UUID, device alias).
+
+Waiters are registered before the action that causes the event, so an event
+that fires while the libvirt call is still returning is queued, not lost::
+
+    registry.watch(conn)
+    with registry.expect(dom.UUIDString(), 'ua-vf0') as waiter:
+        dom.detachDeviceFlags(xml, flags)
+        kind = waiter.wait(timeout)
+"""
+
+import collections
+import dataclasses
+import threading
+import time
+import typing
+
+import libvirt
+from oslo_log import log as logging
+
+LOG = logging.getLogger(__name__)
+
+DEVICE_ADDED = 'device-added'
+DEVICE_REMOVED = 'device-removed'
+DEVICE_REMOVAL_FAILED = 'device-removal-failed'
+ALL_KINDS = frozenset((DEVICE_ADDED, DEVICE_REMOVED, DEVICE_REMOVAL_FAILED))
+
+_EVENT_IDS = {
+    DEVICE_ADDED: libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED,
+    DEVICE_REMOVED: libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
+    DEVICE_REMOVAL_FAILED: libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVAL_FAILED,
+}
+
+_loop_lock = threading.Lock()
+_loop_thread: threading.Thread | None = None
+
+
+def start_event_loop() -> None:
+    """Register libvirt's default event loop and run it in a daemon thread.
+
+    Idempotent and thread-safe.  It must run before the connections whose
+    events we want are opened: libvirt only wires a connection to the event
+    loop that is registered when the connection is created.
+    """
+    global _loop_thread
+    with _loop_lock:
+        if _loop_thread is not None:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+        thread = threading.Thread(target=_run_event_loop,
+                                  name='libvirt-event-loop', daemon=True)
+        thread.start()
+        _loop_thread = thread
+        LOG.info('Started the libvirt default event loop thread')
+
+
+def event_loop_running() -> bool:
+    return _loop_thread is not None and _loop_thread.is_alive()
+
+
+def _run_event_loop() -> None:
+    while True:
+        try:
+            libvirt.virEventRunDefaultImpl()
+        except Exception:
+            # A failing iteration must not kill the only event thread.
+            LOG.exception('libvirt event loop iteration failed')
+            time.sleep(0.1)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceEvent:
+    kind: str
+    domain_uuid: str
+    alias: str
+    received_at: float
+
+
+class DeviceEventWaiter:
+    """Queue of the device events of one (domain, alias) pair.
+
+    Created by :meth:`DeviceEventRegistry.expect`; events are queued from
+    the moment it exists until it is closed, whether or not anybody is
+    waiting yet.
+    """
+
+    def __init__(self, registry: 'DeviceEventRegistry', domain_uuid: str,
+                 alias: str, kinds: frozenset[str]) -> None:
+        self.domain_uuid = domain_uuid
+        self.alias = alias
+        self.kinds = kinds
+        self._registry = registry
+        self._cond = threading.Condition()
+        self._events: collections.deque[DeviceEvent] = collections.deque()
+
+    def _deliver(self, event: DeviceEvent) -> None:
+        with self._cond:
+            self._events.append(event)
+            self._cond.notify_all()
+
+    def wait(self, timeout: float | None) -> str | None:
+        """Return the kind of the next queued event, or None on timeout.
+
+        Consumes the event, so each call sees every event at most once.
+        """
+        event = self.wait_event(timeout)
+        return event.kind if event is not None else None
+
+    def wait_event(self, timeout: float | None) -> DeviceEvent | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._events:
+                remaining = (None if deadline is None
+                             else deadline - time.monotonic())
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            return self._events.popleft()
+
+    def pending(self) -> list[DeviceEvent]:
+        with self._cond:
+            return list(self._events)
+
+    def close(self) -> None:
+        self._registry._remove(self)
+
+    def __enter__(self) -> 'DeviceEventWaiter':
+        return self
+
+    def __exit__(self, *exc_info: typing.Any) -> None:
+        self.close()
+
+
+class DeviceEventRegistry:
+    """Fan libvirt device events out to the waiters that expect them.
+
+    Thread-safe: callbacks arrive on the event loop thread while waiters
+    are created and consumed on any other thread.
+    """
+
+    def __init__(self) -> None:
+        # _lock guards the waiters and is the only lock the event thread
+        # takes; _watch_lock serialises watch/unwatch, which call into
+        # libvirt, so the event thread never waits behind a libvirt call.
+        self._lock = threading.Lock()
+        self._watch_lock = threading.Lock()
+        self._waiters: dict[tuple[str, str], list[DeviceEventWaiter]] = (
+            collections.defaultdict(list))
+        # id(conn) -> (conn, callback ids); holding the connection keeps
+        # its id from being reused while the callbacks are registered.
+        self._watched: dict[int, tuple[libvirt.virConnect, list[int]]] = {}
+
+    def watch(self, conn: libvirt.virConnect) -> None:
+        """Subscribe to the device events of every domain on ``conn``.
+
+        Idempotent per connection object.  Starts the event loop if needed,
+        but that only helps connections opened after it started.
+        """
+        start_event_loop()
+        with self._watch_lock:
+            if id(conn) in self._watched:
+                return
+            callback_ids = []
+            try:
+                for kind, event_id in _EVENT_IDS.items():
+                    callback_ids.append(conn.domainEventRegisterAny(
+                        None, event_id, self._on_event, kind))
+            except libvirt.libvirtError:
+                for callback_id in callback_ids:
+                    _deregister(conn, callback_id)
+                raise
+            self._watched[id(conn)] = (conn, callback_ids)
+
+    def unwatch(self, conn: libvirt.virConnect) -> None:
+        """Drop the callbacks on ``conn``; call before closing it."""
+        with self._watch_lock:
+            entry = self._watched.pop(id(conn), None)
+            if entry is not None:
+                for callback_id in entry[1]:
+                    _deregister(conn, callback_id)
+
+    def is_watching(self, conn: libvirt.virConnect) -> bool:
+        with self._watch_lock:
+            return id(conn) in self._watched
+
+    def expect(self, domain_uuid: str, alias: str,
+               kinds: typing.Iterable[str] = ALL_KINDS
+               ) -> DeviceEventWaiter:
+        """Start queueing events for (domain, alias); use as a context."""
+        kinds = frozenset(kinds)
+        unknown = kinds - ALL_KINDS
+        if unknown:
+            raise ValueError('unknown device event kinds: %s'
+                             % ', '.join(sorted(unknown)))
+        waiter = DeviceEventWaiter(self, domain_uuid.lower(), alias, kinds)
+        with self._lock:
+            self._waiters[(waiter.domain_uuid, alias)].append(waiter)
+        return waiter
+
+    def _remove(self, waiter: DeviceEventWaiter) -> None:
+        key = (waiter.domain_uuid, waiter.alias)
+        with self._lock:
+            waiters = self._waiters.get(key)
+            if waiters and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._waiters[key]
+
+    def _on_event(self, conn: libvirt.virConnect, dom: libvirt.virDomain,
+                  alias: str, kind: str) -> None:
+        # Runs on the event loop thread: never block, never raise.
+        try:
+            event = DeviceEvent(kind, dom.UUIDString().lower(), alias,
+                                time.monotonic())
+            LOG.debug('libvirt event %s for device %s of domain %s',
+                      kind, alias, event.domain_uuid)
+            with self._lock:
+                targets = [w for w in self._waiters.get(
+                    (event.domain_uuid, alias), ()) if kind in w.kinds]
+            for waiter in targets:
+                waiter._deliver(event)
+        except Exception:
+            LOG.exception('Failed to dispatch libvirt device event %s', kind)
+
+
+def _deregister(conn: libvirt.virConnect, callback_id: int) -> None:
+    try:
+        conn.domainEventDeregisterAny(callback_id)
+    except libvirt.libvirtError as exc:
+        # The connection may already be closed or broken; nothing to undo.
+        LOG.debug('Could not deregister libvirt callback %s: %s',
+                  callback_id, exc)
+
+
+_default_registry: DeviceEventRegistry | None = None
+_default_registry_lock = threading.Lock()
+
+
+def default_registry() -> DeviceEventRegistry:
+    """The process-wide registry, mirroring the process-wide event loop."""
+    global _default_registry
+    with _default_registry_lock:
+        if _default_registry is None:
+            _default_registry = DeviceEventRegistry()
+        return _default_registry
