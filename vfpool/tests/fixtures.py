@@ -63,8 +63,9 @@ class FakeRPC(fixtures.Fixture):
 
     def _setUp(self):
         self.conf.set_override('transport_url', 'fake:/')
-        self.conf.set_override('control_exchange',
-                               'vfpool-test-%s' % uuid.uuid4().hex)
+        name = 'vfpool-test-%s' % uuid.uuid4().hex
+        self.conf.set_override('control_exchange', name)
+        self.conf.set_override('rpc_topic', name)
         self.transport = rpc.get_transport(self.conf)
         self.addCleanup(self.transport.cleanup)
         self.manager = manager.Manager(self.conf)

@@ -3,8 +3,8 @@ vfpool-server processes.
 
 Each test gets its own scratch database (created through the
 ``openstack_citest`` account, see tools/test-setup.sh) and its own
-oslo.messaging ``control_exchange``, so parallel workers never share
-state or messages.  A backend that cannot be reached fails the test:
+oslo.messaging ``control_exchange`` and RPC topic, so parallel workers
+never share state or messages.  A backend that cannot be reached fails the test:
 CI must never pass by skipping.
 """
 
@@ -156,10 +156,15 @@ class ServiceStack(fixtures.Fixture):
 
         self.workdir = self.useFixture(fixtures.TempDir()).path
         self.database = self.useFixture(ScratchDatabase(self.backend))
+        # RabbitMQ queues are named after the topic, whatever the
+        # exchange: both must be private to the test or servers of other
+        # tests consume its calls.
         self.exchange = 'vfpool-test-%s' % uuid.uuid4().hex
+        self.topic = self.exchange
         sections = {
             'DEFAULT': {'transport_url': TRANSPORT_URL,
                         'control_exchange': self.exchange,
+                        'rpc_topic': self.topic,
                         'state_path': self.workdir,
                         'debug': 'false'},
             'database': {'connection': self.database.url},

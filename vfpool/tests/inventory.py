@@ -1,0 +1,40 @@
+"""Builders of inventory snapshots as an agent would report them."""
+
+import uuid
+
+
+def pf(bus: int, vfs: int, physical_network: str = 'physnet1',
+       numa_node: int | None = 0, vendor_id: str = '8086',
+       pf_product: str = '10c9', vf_product: str = '10ca',
+       domain: int = 0) -> dict:
+    """One PF at ``dddd:bus:00.0`` with ``vfs`` VFs at ``bus:10.x``…"""
+    return {
+        'address': '%04x:%02x:00.0' % (domain, bus),
+        'netdev': 'ens%d' % bus,
+        'vendor_id': vendor_id,
+        'product_id': pf_product,
+        'numa_node': numa_node,
+        'physical_network': physical_network,
+        'vfs': [{
+            'address': '%04x:%02x:%02x.%d' % (domain, bus, 0x10 + i // 8,
+                                              i % 8),
+            'vf_index': i,
+            'vendor_id': vendor_id,
+            'product_id': vf_product,
+            'numa_node': None,
+            'netdev': None,
+        } for i in range(vfs)],
+    }
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+def request(physical_network: str = 'physnet1', **kwargs) -> dict:
+    return dict(physical_network=physical_network, **kwargs)
+
+
+def mac(n: int) -> str:
+    return 'fa:16:3e:%02x:%02x:%02x' % ((n >> 16) & 0xff, (n >> 8) & 0xff,
+                                        n & 0xff)

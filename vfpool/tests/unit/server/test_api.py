@@ -1,0 +1,14 @@
+"""The RPC API in-process, on ``fake://`` and SQLite."""
+
+import testtools
+
+from vfpool.tests import api_cases
+from vfpool.tests import fixtures
+
+
+class TestApi(api_cases.ApiBehaviour, testtools.TestCase):
+    def setUp(self):
+        super().setUp()
+        conf = self.useFixture(fixtures.Conf()).conf
+        self.engine = self.useFixture(fixtures.Database()).engine
+        self.client = self.useFixture(fixtures.FakeRPC(conf)).client
