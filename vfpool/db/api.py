@@ -8,6 +8,7 @@ than surfaced to the caller.
 """
 
 import functools
+import threading
 
 from oslo_config import cfg
 from oslo_db import api as oslo_db_api
@@ -30,7 +31,9 @@ def _is_retriable(exc: Exception) -> bool:
         # Two first-time requests raced for one unique key (a request id,
         # a migration uuid, a host name); the retry finds the winner's row.
         return True
-    if isinstance(exc, db_exc.DBError):
+    if isinstance(exc, (db_exc.DBError, sqlalchemy.exc.OperationalError)):
+        # SQLite's BEGIN IMMEDIATE runs in an engine event, where oslo.db
+        # does not translate errors: the raw OperationalError comes here.
         inner = getattr(exc, 'inner_exception', None)
         text = str(inner or exc)
         # PostgreSQL: deadlock_detected (40P01), serialization_failure
@@ -39,6 +42,22 @@ def _is_retriable(exc: Exception) -> bool:
                 or 'could not serialize access' in text
                 or 'database is locked' in text)
     return False
+
+
+# SQLite allows one writer at a time and makes the others poll with
+# sleeps; queueing this process's writers on a lock instead keeps the
+# embedded single-server setup fast under concurrent calls.
+_SQLITE_WRITERS = threading.Lock()
+
+
+def _serialised_on_sqlite(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        if get_engine().dialect.name != 'sqlite':
+            return func(*args, **kwargs)
+        with _SQLITE_WRITERS:
+            return func(*args, **kwargs)
+    return wrapper
 
 
 def retry_on_deadlock(func):
@@ -50,7 +69,7 @@ def retry_on_deadlock(func):
     wrapped = oslo_db_api.wrap_db_retry(
         max_retries=_MAX_RETRIES, retry_interval=0.01,
         inc_retry_interval=True, max_retry_interval=0.5,
-        exception_checker=_is_retriable)(func)
+        exception_checker=_is_retriable)(_serialised_on_sqlite(func))
     return functools.wraps(func)(wrapped)
 
 

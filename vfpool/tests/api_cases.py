@@ -361,3 +361,146 @@ class ApiBehaviour:
                           self.client.set_attach_state, None,
                           inv.new_uuid(), 'h1', allocs[0]['address'],
                           'attached')
+
+
+def _bad_input_cases():
+    """(name, method, kwargs, expected exception) for the table test.
+
+    The arguments are built around a valid call so each case breaks
+    exactly one thing.
+    """
+    good_pf = inv.pf(9, 1)
+    req = {'physical_network': 'physnet1'}
+    cases = [
+        # malformed identifiers
+        ('uuid', 'allocate', dict(instance_uuid='not-a-uuid'), 'Invalid'),
+        ('uuid-type', 'allocate', dict(instance_uuid=42), 'Invalid'),
+        ('mig-uuid', 'prepare_migration', dict(migration_uuid='1234'),
+         'Invalid'),
+        ('mac', 'allocate', dict(requests=[dict(req, mac='fa:16:3e:0')]),
+         'Invalid'),
+        ('mac-chars', 'allocate',
+         dict(requests=[dict(req, mac='zz:16:3e:00:00:01')]), 'Invalid'),
+        ('vlan-range', 'allocate', dict(requests=[dict(req, vlan=4096)]),
+         'Invalid'),
+        ('vlan-bool', 'allocate', dict(requests=[dict(req, vlan=True)]),
+         'Invalid'),
+        ('vlan-str', 'allocate', dict(requests=[dict(req, vlan='7')]),
+         'Invalid'),
+        ('vendor', 'allocate',
+         dict(requests=[dict(req, vendor_id='0x8086')]), 'Invalid'),
+        ('numa', 'allocate', dict(requests=[dict(req, numa_node=-1)]),
+         'Invalid'),
+        ('pci-address', 'report_inventory',
+         dict(pfs=[dict(good_pf, address='0000:09:00')]), 'Invalid'),
+        ('pci-slot', 'report_inventory',
+         dict(pfs=[dict(good_pf, address='0000:09:20.0')]), 'Invalid'),
+        ('pci-function', 'report_inventory',
+         dict(pfs=[dict(good_pf, address='0000:09:00.8')]), 'Invalid'),
+        ('replace-address', 'replace_allocation', dict(address='05:10.1'),
+         'Invalid'),
+        # wrong types and shapes
+        ('requests-not-list', 'allocate', dict(requests=req), 'Invalid'),
+        ('requests-empty', 'allocate', dict(requests=[]), 'Invalid'),
+        ('request-not-dict', 'allocate', dict(requests=['physnet1']),
+         'Invalid'),
+        ('pfs-not-list', 'report_inventory', dict(pfs={}), 'Invalid'),
+        ('vfs-not-list', 'report_inventory',
+         dict(pfs=[dict(good_pf, vfs='x')]), 'Invalid'),
+        ('host-empty', 'allocate', dict(host=''), 'Invalid'),
+        ('host-type', 'get_host', dict(host=['h']), 'Invalid'),
+        ('lease-zero', 'prepare_migration', dict(lease_seconds=0),
+         'Invalid'),
+        ('lease-float', 'renew_migration', dict(lease_seconds=1.5),
+         'Invalid'),
+        ('attach-state', 'set_attach_state', dict(attach_state='maybe'),
+         'Invalid'),
+        # missing and unknown fields
+        ('request-missing', 'allocate', dict(requests=[{'vlan': 1}]),
+         'Invalid'),
+        ('request-unknown', 'allocate',
+         dict(requests=[dict(req, colour='blue')]), 'Invalid'),
+        ('pf-missing', 'report_inventory',
+         dict(pfs=[{k: v for k, v in good_pf.items()
+                    if k != 'physical_network'}]), 'Invalid'),
+        ('vf-unknown', 'report_inventory',
+         dict(pfs=[dict(good_pf, vfs=[dict(good_pf['vfs'][0], x=1)])]),
+         'Invalid'),
+        ('duplicate-address', 'report_inventory',
+         dict(pfs=[dict(good_pf, vfs=good_pf['vfs'] * 2)]), 'Invalid'),
+        ('same-mac-twice', 'allocate',
+         dict(requests=[dict(req, mac=inv.mac(7))] * 2), 'Invalid'),
+        ('same-host', 'prepare_migration', dict(dest_host='src'),
+         'Invalid'),
+        ('unknown-argument', 'release', dict(colour='blue'), 'Invalid'),
+        # unknown things and conflicts
+        ('unknown-host', 'allocate', dict(host='nowhere'), 'HostNotFound'),
+        ('unknown-dest', 'prepare_migration', dict(dest_host='nowhere'),
+         'HostNotFound'),
+        ('unknown-migration', 'complete_migration',
+         dict(migration_uuid='00000000-0000-0000-0000-000000000000'),
+         'MigrationNotFound'),
+        ('second-migration', 'prepare_migration', dict(migration_uuid=None),
+         'MigrationInProgress'),
+        ('no-vf-left', 'allocate',
+         dict(requests=[dict(req, physical_network='physnet9')]),
+         'NoAvailableVF'),
+    ]
+    return cases
+
+
+class BadInputBehaviour:
+    """Every kind of bad input gets its typed error and changes nothing."""
+
+    def test_bad_input_table(self):
+        self.client.report_inventory(None, 'src', [inv.pf(5, 2)])
+        self.client.report_inventory(None, 'dst', [inv.pf(6, 2)])
+        instance = inv.new_uuid()
+        alloc = self.client.allocate(None, instance, 'src',
+                                     [inv.request()], 'req-1')[0]
+        migration = inv.new_uuid()
+        self.client.prepare_migration(None, migration, instance, 'src',
+                                      'dst')
+        valid = {
+            'allocate': dict(instance_uuid=inv.new_uuid(), host='src',
+                             requests=[inv.request()],
+                             request_id='req-2'),
+            'release': dict(instance_uuid=instance),
+            'prepare_migration': dict(migration_uuid=inv.new_uuid(),
+                                      instance_uuid=instance,
+                                      source_host='src', dest_host='dst'),
+            'renew_migration': dict(migration_uuid=migration),
+            'complete_migration': dict(migration_uuid=migration),
+            'report_inventory': dict(host='src', pfs=[inv.pf(5, 2)]),
+            'get_host': dict(host='src'),
+            'replace_allocation': dict(instance_uuid=instance, host='src',
+                                       address=alloc['address']),
+            'set_attach_state': dict(instance_uuid=instance, host='src',
+                                     address=alloc['address'],
+                                     attach_state='attached'),
+        }
+        cases = _bad_input_cases()
+        before = table_dump(self.engine)
+        for name, method, change, expected in cases:
+            kwargs = dict(valid[method])
+            for key, value in change.items():
+                if value is None:
+                    kwargs[key] = inv.new_uuid()
+                else:
+                    kwargs[key] = value
+            expected_cls = (exception.InvalidInput if expected == 'Invalid'
+                            else getattr(exception, expected))
+            call = getattr(self.client.client.prepare(version='1.1'),
+                           'call')
+            try:
+                call({}, method, **kwargs)
+            except expected_cls as e:
+                self.assertTrue(str(e), name)
+            except Exception as e:
+                self.fail('%s: %s raised %r, not %s' % (
+                    name, method, e, expected_cls.__name__))
+            else:
+                self.fail('%s: %s did not raise %s' % (
+                    name, method, expected_cls.__name__))
+            self.assertEqual(before, table_dump(self.engine),
+                             '%s changed the database' % name)

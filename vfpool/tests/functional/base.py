@@ -133,6 +133,13 @@ class ServerProcess(fixtures.Fixture):
     def stop(self):
         """Graceful stop, as an init system would do it."""
         self.kill(signal.SIGTERM, timeout=15)
+        # stderr is captured per test and shown only when it fails.
+        with open(self.log_path, errors='replace') as log:
+            problems = [line for line in log
+                        if ' ERROR ' in line or ' WARNING ' in line]
+        if problems:
+            sys.stderr.write('--- %s log (errors and warnings) ---\n%s'
+                             % (self.name, ''.join(problems[-200:])))
 
 
 class ServiceStack(fixtures.Fixture):

@@ -11,6 +11,7 @@ BACKENDS = [(name, {'backend': name})
 
 
 class TestApi(testscenarios.WithScenarios, api_cases.ApiBehaviour,
+              api_cases.BadInputBehaviour,
               base.FunctionalTestCase):
     scenarios = BACKENDS
 

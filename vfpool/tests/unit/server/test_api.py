@@ -6,7 +6,8 @@ from vfpool.tests import api_cases
 from vfpool.tests import fixtures
 
 
-class TestApi(api_cases.ApiBehaviour, testtools.TestCase):
+class TestApi(api_cases.ApiBehaviour, api_cases.BadInputBehaviour,
+              testtools.TestCase):
     def setUp(self):
         super().setUp()
         conf = self.useFixture(fixtures.Conf()).conf

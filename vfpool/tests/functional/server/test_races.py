@@ -1,0 +1,145 @@
+"""Callers racing for fewer VFs than there are callers, for real.
+
+Several vfpool-server processes share one database; 32 client threads
+are released together by a barrier each round.  Every round must have
+exactly min(callers, VFs) winners, every loser must get NoAvailableVF
+(deadlocks and lock waits are retried inside the server, never
+surfaced), and the tables must show no VF held twice.
+"""
+
+import collections
+import concurrent.futures
+import os
+import threading
+
+import sqlalchemy as sa
+import testscenarios
+
+from vfpool.db import models
+from vfpool import exception
+from vfpool import rpc
+from vfpool import rpcapi
+from vfpool.tests.functional import base
+from vfpool.tests import inventory as inv
+
+CALLERS = 32
+VFS = 8
+ROUNDS = int(os.environ.get('VFPOOL_RACE_ROUNDS', 200))
+PREPARE_ROUNDS = int(os.environ.get('VFPOOL_RACE_PREPARE_ROUNDS', 50))
+# Callers share a few transports, as the compute services of a cloud do.
+TRANSPORTS = 4
+
+
+class TestRaces(testscenarios.WithScenarios, base.FunctionalTestCase):
+    scenarios = [
+        ('sqlite', {'backend': 'sqlite', 'servers': 1}),
+        ('mysql', {'backend': 'mysql', 'servers': 2}),
+        ('postgresql', {'backend': 'postgresql', 'servers': 2}),
+    ]
+
+    def setUp(self):
+        super().setUp()
+        self.stack = self.useFixture(base.ServiceStack(
+            self.backend, servers=self.servers))
+        self.clients = []
+        for _ in range(TRANSPORTS):
+            transport = rpc.get_transport(self.stack.conf)
+            self.addCleanup(transport.cleanup)
+            self.clients.append(rpcapi.VfpoolAPI(
+                self.stack.conf, transport=transport, timeout=120))
+        self.pool = concurrent.futures.ThreadPoolExecutor(CALLERS)
+        self.addCleanup(self.pool.shutdown)
+
+    def race(self, call) -> list:
+        """Run ``call(i, client)`` in CALLERS threads released together.
+
+        Returns per caller either the result or the exception raised.
+        """
+        barrier = threading.Barrier(CALLERS)
+
+        def one(i):
+            client = self.clients[i % TRANSPORTS]
+            barrier.wait()
+            try:
+                return call(i, client)
+            except Exception as e:
+                return e
+        return list(self.pool.map(one, range(CALLERS)))
+
+    def check_round(self, outcomes, label):
+        winners = [o for o in outcomes if not isinstance(o, Exception)]
+        losers = [o for o in outcomes if isinstance(o, Exception)]
+        unexpected = [o for o in losers
+                      if not isinstance(o, exception.NoAvailableVF)]
+        self.assertEqual([], unexpected, label)
+        self.assertEqual(min(CALLERS, VFS), len(winners), label)
+        self.assertEqual(CALLERS - min(CALLERS, VFS), len(losers), label)
+        return winners
+
+    def assert_no_vf_held_twice(self, owner_of):
+        """``owner_of``: (host, address) -> instance, from the answers."""
+        VF = models.VirtualFunction
+        with self.stack.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(models.Host.name, VF.address, VF.state,
+                          VF.instance_uuid)
+                .join(models.Host, models.Host.id == VF.host_id)
+                .where(VF.instance_uuid.is_not(None))).all()
+        held = {(h, a): (s, i) for h, a, s, i in rows}
+        for key, instance in owner_of.items():
+            self.assertEqual(instance, held[key][1], key)
+        by_state = collections.Counter(s for s, _i in held.values())
+        self.assertEqual(len(owner_of), sum(by_state.values()))
+
+    def test_allocate_race(self):
+        for r in range(ROUNDS):
+            self.stack.client.report_inventory(
+                None, 'race-%d' % r, [inv.pf(5, VFS)])
+        owner_of = {}
+        for r in range(ROUNDS):
+            host = 'race-%d' % r
+            instances = [inv.new_uuid() for _ in range(CALLERS)]
+
+            def call(i, client):
+                allocs = client.allocate(
+                    None, instances[i], host,
+                    [inv.request(mac=inv.mac(i))], inv.new_uuid())
+                return instances[i], allocs[0]['address']
+            winners = self.check_round(self.race(call), 'round %d' % r)
+            addresses = [a for _i, a in winners]
+            self.assertEqual(len(addresses), len(set(addresses)),
+                             'a VF was given twice in round %d' % r)
+            for instance, address in winners:
+                owner_of[(host, address)] = instance
+        self.assert_no_vf_held_twice(owner_of)
+
+    def test_prepare_migration_race(self):
+        # Every round: 32 instances on a source host race to migrate to a
+        # destination host that has only 8 free VFs.
+        owner_of = {}
+        for r in range(PREPARE_ROUNDS):
+            src, dst = 'src-%d' % r, 'dst-%d' % r
+            self.stack.client.report_inventory(None, src,
+                                               [inv.pf(5, CALLERS)])
+            self.stack.client.report_inventory(None, dst, [inv.pf(6, VFS)])
+            instances = [inv.new_uuid() for _ in range(CALLERS)]
+            sources = {}
+            for i, instance in enumerate(instances):
+                alloc = self.stack.client.allocate(
+                    None, instance, src, [inv.request(mac=inv.mac(i))],
+                    inv.new_uuid())[0]
+                sources[instance] = alloc['address']
+
+            def call(i, client):
+                pairs = client.prepare_migration(
+                    None, inv.new_uuid(), instances[i], src, dst)
+                return instances[i], pairs[0]['dest']['address']
+            winners = self.check_round(self.race(call), 'round %d' % r)
+            addresses = [a for _i, a in winners]
+            self.assertEqual(len(addresses), len(set(addresses)),
+                             'a VF was claimed twice in round %d' % r)
+            for instance, address in winners:
+                owner_of[(dst, address)] = instance
+            for instance, address in sources.items():
+                owner_of[(src, address)] = instance
+        self.assert_no_vf_held_twice(owner_of)
