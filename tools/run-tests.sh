@@ -1,0 +1,56 @@
+#!/bin/bash
+# The whole test suite, from a fresh clone on a fresh machine.
+#
+# Installs the system packages bindep.txt names, makes sure RabbitMQ,
+# MariaDB and PostgreSQL run, creates the openstack_citest databases,
+# prepares libvirt/QEMU and the tiny test guest, then runs tox:
+# pep8, unit, functional, the config generator, the docs and the release
+# notes, and last the devstack plugin smoke test and the operator
+# walk-through.  Exits non-zero if anything fails.
+#
+# Extra arguments go to tox's functional run (e.g. a test filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+PYTHON=${PYTHON:-python3}
+
+step() { printf '\n=== %s (%(%H:%M:%S)T)\n' "$*" -1; }
+
+step "System packages (bindep.txt)"
+$PYTHON -m pip install -q --disable-pip-version-check bindep tox
+if command -v apt-get >/dev/null; then
+    missing=$($PYTHON -m bindep -b test || true)
+    if [ -n "$missing" ]; then
+        $SUDO apt-get update -qq
+        # shellcheck disable=SC2086
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends $missing
+    fi
+fi
+
+step "Services"
+$SUDO tools/start-services.sh
+$SUDO tools/test-setup.sh >/dev/null
+
+step "libvirt, QEMU and the tiny guest"
+$SUDO tools/setup-libvirt-qemu.sh
+if [ ! -f .tiny-guest/format ]; then
+    # apt-cache needs package lists to resolve the kernel package.
+    $SUDO apt-get update -qq
+fi
+tools/build-tiny-guest.sh .tiny-guest
+
+step "tox"
+export VFPOOL_FUNCTIONAL_CONCURRENCY=${VFPOOL_FUNCTIONAL_CONCURRENCY:-2}
+$PYTHON -m tox -e pep8,py3,genconfig,docs,releasenotes
+$PYTHON -m tox -e functional -- "$@"
+
+step "devstack plugin smoke test"
+PATH="$PWD/.tox/py3/bin:$PATH" tools/devstack-smoke.sh
+
+step "Operator walk-through"
+PATH="$PWD/.tox/py3/bin:$PATH" tools/operator-walkthrough.sh
+
+step "All tests passed"
