@@ -2,9 +2,9 @@
 
 from oslo_config import cfg
 import oslo_messaging as messaging
-from oslo_messaging import opts as messaging_opts
 from oslo_messaging._metrics import client as _metrics_client
 from oslo_messaging._tracing import client as _tracing_client
+from oslo_messaging import opts as messaging_opts
 
 #: Modules whose exceptions a client may rebuild from a server's reply.
 ALLOWED_EXMODS = ['vfpool.exception']
@@ -14,10 +14,11 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register every oslo.messaging option on ``conf`` up front.
 
     oslo.messaging registers most options lazily on the ConfigOpts it is
-    handed, but its tracing and metrics options only on the global ``cfg.CONF``; a
-    call through a transport built on any other ConfigOpts then fails
-    with ``NoSuchOptError``.  Registering them all here closes that gap
-    and lets callers override ``transport_url`` before a transport exists.
+    handed, but its tracing and metrics options only on the global
+    ``cfg.CONF``; a call through a transport built on any other
+    ConfigOpts then fails with ``NoSuchOptError``.  Registering them all
+    here closes that gap and lets callers override ``transport_url``
+    before a transport exists.
     """
     messaging.set_transport_defaults(control_exchange='vfpool')
     groups = list(messaging_opts.list_opts()) + [

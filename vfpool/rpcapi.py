@@ -23,6 +23,7 @@ from vfpool import rpc
 
 RPC_API_VERSION = '1.1'
 
+
 class VersionTooNew(Exception):
     """The method needs an RPC version above ``[upgrade_levels] vfpool``."""
 

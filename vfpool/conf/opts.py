@@ -20,4 +20,3 @@ def list_opts():
         for group, opts in module.list_opts().items():
             grouped.setdefault(group, []).extend(opts)
     return list(grouped.items())
-

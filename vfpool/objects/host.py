@@ -184,4 +184,3 @@ def set_disabled(context, host: str, disabled: bool,
     row.updated_at = timeutils.utcnow()
     session.flush()
     return _summary(session, row)
-

@@ -37,8 +37,10 @@ class Conf(fixtures.Fixture):
 
 
 class Database(fixtures.Fixture):
-    """Points the facade at ``url`` (a fresh SQLite file by default) and
-    brings its schema to head with the real migrations."""
+    """The facade on ``url`` (a new SQLite file by default), at head.
+
+    The schema comes from the real migrations, not from the models.
+    """
 
     def __init__(self, url: str | None = None):
         super().__init__()
@@ -54,8 +56,10 @@ class Database(fixtures.Fixture):
 
 
 class FakeRPC(fixtures.Fixture):
-    """An in-process server on oslo.messaging's ``fake://`` driver and a
-    client talking to it; each fixture gets its own exchange."""
+    """An in-process server on ``fake://`` and a client talking to it.
+
+    Each fixture gets its own exchange and topic.
+    """
 
     def __init__(self, conf: cfg.ConfigOpts):
         super().__init__()

@@ -1,11 +1,10 @@
-"""What functional tests share: real databases, real RabbitMQ, real
-vfpool-server processes.
+"""What functional tests share: real databases, RabbitMQ and servers.
 
 Each test gets its own scratch database (created through the
 ``openstack_citest`` account, see tools/test-setup.sh) and its own
 oslo.messaging ``control_exchange`` and RPC topic, so parallel workers
-never share state or messages.  A backend that cannot be reached fails the test:
-CI must never pass by skipping.
+never share state or messages.  A backend that cannot be reached fails
+the test: CI must never pass by skipping.
 """
 
 import os
@@ -83,8 +82,11 @@ def write_config(path: str, sections: dict) -> str:
 
 
 class ServerProcess(fixtures.Fixture):
-    """A real ``vfpool-server`` process (its own session, so that it and
-    its worker can be killed together)."""
+    """A real ``vfpool-server`` process.
+
+    It runs in its own session, so that its master and worker processes
+    can be killed together.
+    """
 
     def __init__(self, config_file: str, name: str):
         super().__init__()

@@ -49,8 +49,8 @@ class TestUpgrade(testscenarios.WithScenarios, base.FunctionalTestCase):
         migration.upgrade(engine=engine)
         self.assertEqual(migration.head(), migration.version(engine))
         tables = set(sa.inspect(engine).get_table_names())
-        self.assertTrue({t.name for t in models.Base.metadata.sorted_tables}
-                        <= tables)
+        self.assertEqual(set(), {t.name for t in
+                                 models.Base.metadata.sorted_tables} - tables)
         # A second sync is a no-op.
         migration.upgrade(engine=engine)
         self.assertEqual(migration.head(), migration.version(engine))
