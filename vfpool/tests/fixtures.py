@@ -61,6 +61,8 @@ class FakeRPC(fixtures.Fixture):
     Each fixture gets its own exchange and topic.
     """
 
+    manager_class = manager.Manager
+
     def __init__(self, conf: cfg.ConfigOpts):
         super().__init__()
         self.conf = conf
@@ -72,7 +74,7 @@ class FakeRPC(fixtures.Fixture):
         self.conf.set_override('rpc_topic', name)
         self.transport = rpc.get_transport(self.conf)
         self.addCleanup(self.transport.cleanup)
-        self.manager = manager.Manager(self.conf)
+        self.manager = self.manager_class(self.conf)
         self.server = rpc.get_server(self.conf, self.transport,
                                      [self.manager])
         self.server.start()
