@@ -31,7 +31,7 @@ def _owner_values(instance_uuid: str, request: dict,
 def _replay(session, instance_uuid: str, request_id: str) -> list[dict]:
     rows = vf_obj.with_pf(session, vf_obj.owned_by(instance_uuid),
                           VF.request_id == request_id)
-    return [vf_obj.allocation(vf, pf) for vf, pf in rows]
+    return [vf_obj.allocation(vf) for vf in rows]
 
 
 @db_api.retry_on_deadlock
@@ -62,10 +62,13 @@ def allocate(context, instance_uuid: str, host: str, requests: list[dict],
     result = []
     taken: set = set()
     for request in requests:
-        vf_id, alloc = vf_obj.claim(
-            session, host_row.id, dict(request, host=host), models.ALLOCATED,
+        claimed = vf_obj.claim(
+            session, request, models.ALLOCATED,
             _owner_values(instance_uuid, request, request_id),
-            numa_policy=numa_policy, exclude=taken)
+            numa_policy=numa_policy, exclude=taken, host_id=host_row.id)
+        if claimed is None:
+            raise vf_obj.no_vf(host, request)
+        vf_id, _host_id, alloc = claimed
         taken.add(vf_id)
         result.append(alloc)
     return result
@@ -119,10 +122,10 @@ def allocations(session, instance_uuid: str, host_id: int | None = None,
     if host_id is not None:
         criteria.append(VF.host_id == host_id)
     rows = vf_obj.with_pf(session, *criteria)
-    names = host_obj.names_by_id(session, {vf.host_id for vf, _ in rows})
+    names = host_obj.names_by_id(session, {vf.host_id for vf in rows})
     result = []
-    for vf, pf in rows:
-        alloc = vf_obj.allocation(vf, pf)
+    for vf in rows:
+        alloc = vf_obj.allocation(vf)
         if extra:
             alloc.update(host=names[vf.host_id], state=vf.state,
                          attach_state=vf.attach_state)
@@ -156,13 +159,13 @@ def set_attach_state(context, instance_uuid: str, host: str, address: str,
                      attach_state: str) -> dict:
     """Record whether an allocated VF is really plugged into its guest."""
     session = context.session
-    _host, (vf, pf) = _owned_vf(session, instance_uuid, host, address)
+    _host, vf = _owned_vf(session, instance_uuid, host, address)
     session.execute(
         sa.update(VF).where(VF.id == vf.id)
         .values(attach_state=attach_state, generation=VF.generation + 1,
                 updated_at=timeutils.utcnow())
         .execution_options(synchronize_session=False))
-    return dict(vf_obj.allocation(vf, pf), attach_state=attach_state)
+    return dict(vf_obj.allocation(vf), attach_state=attach_state)
 
 
 @db_api.retry_on_deadlock
@@ -176,18 +179,20 @@ def replace(context, instance_uuid: str, host: str, address: str,
     and port) before the old one is freed, so a failure changes nothing.
     """
     session = context.session
-    host_row, (old, _pf) = _owned_vf(session, instance_uuid, host, address)
+    host_row, old = _owned_vf(session, instance_uuid, host, address)
     if old.migration_uuid is not None:
         raise exception.MigrationInProgress(
             instance_uuid=instance_uuid, migration_uuid=old.migration_uuid)
     request = equivalent_request(old, match_device_type)
-    request['host'] = host
     values = dict(instance_uuid=instance_uuid, request_id=old.request_id,
                   mac=old.mac, vlan=old.vlan, port_id=old.port_id,
                   attach_state=None)
-    _vf_id, alloc = vf_obj.claim(session, host_row.id, request,
-                                 models.ALLOCATED, values,
-                                 numa_policy=numa_policy, exclude={old.id})
+    claimed = vf_obj.claim(session, request, models.ALLOCATED, values,
+                           numa_policy=numa_policy, exclude={old.id},
+                           host_id=host_row.id)
+    if claimed is None:
+        raise vf_obj.no_vf(host, request)
+    _vf_id, _host_id, alloc = claimed
     vf_obj.free(session, VF.id == old.id)
     return alloc
 

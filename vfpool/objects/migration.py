@@ -18,6 +18,7 @@ from vfpool import utils
 LOG = logging.getLogger(__name__)
 
 VF = models.VirtualFunction
+PF = models.PhysicalFunction
 Migration = models.Migration
 MigrationVF = models.MigrationVF
 
@@ -30,22 +31,22 @@ def _get(session, migration_uuid: str) -> models.Migration:
     return row
 
 
-def _pairs(session, migration: models.Migration) -> list[dict]:
+def _pairs(session, migration_id: int) -> list[dict]:
     """The answer of prepare_migration, rebuilt from what was recorded."""
-    links = session.execute(
-        sa.select(MigrationVF).where(
-            MigrationVF.migration_id == migration.id)
-        .order_by(MigrationVF.id)).scalars().all()
+    conn = session.connection()
+    links = conn.execute(
+        sa.select(MigrationVF).where(MigrationVF.migration_id == migration_id)
+        .order_by(MigrationVF.id)).all()
     vf_ids = {link.source_vf_id for link in links} | {
         link.dest_vf_id for link in links}
-    rows = {vf.id: (vf, pf) for vf, pf in
+    rows = {vf.id: vf for vf in
             vf_obj.with_pf(session, VF.id.in_(vf_ids))} if vf_ids else {}
     result = []
     for link in links:
         owner = dict(mac=link.mac, vlan=link.vlan, port_id=link.port_id)
         result.append({
-            'source': vf_obj.allocation(*rows[link.source_vf_id], **owner),
-            'dest': vf_obj.allocation(*rows[link.dest_vf_id], **owner),
+            'source': vf_obj.allocation(rows[link.source_vf_id], **owner),
+            'dest': vf_obj.allocation(rows[link.dest_vf_id], **owner),
         })
     return result
 
@@ -60,7 +61,7 @@ def _describe(session, migration: models.Migration) -> dict:
         'dest_host': names[migration.dest_host_id],
         'state': migration.state,
         'lease_expires_at': utils.isotime(migration.lease_expires_at),
-        'vfs': _pairs(session, migration),
+        'vfs': _pairs(session, migration.id),
     }
 
 
@@ -74,10 +75,31 @@ def current(session, instance_uuid: str) -> dict | None:
     return None if row is None else _describe(session, row)
 
 
-def _same_request(row, instance_uuid, source_id, dest_id) -> bool:
-    return (row.instance_uuid == instance_uuid
-            and row.source_host_id == source_id
-            and row.dest_host_id == dest_id)
+def _replay(session, existing, migration_uuid: str, instance_uuid: str,
+            source_host: str, dest_host: str) -> list[dict]:
+    """The same answer again for a migration prepared before."""
+    names = host_obj.names_by_id(
+        session, {existing.source_host_id, existing.dest_host_id})
+    if (existing.instance_uuid != instance_uuid
+            or names.get(existing.source_host_id) != source_host
+            or names.get(existing.dest_host_id) != dest_host):
+        raise exception.InvalidInput(
+            reason='migration %s was prepared for another instance or '
+                   'other hosts' % migration_uuid)
+    if existing.state in (models.IN_PROGRESS, models.COMPLETED):
+        return _pairs(session, existing.id)
+    if existing.state == models.EXPIRED:
+        raise exception.LeaseExpired(migration_uuid=migration_uuid)
+    raise exception.MigrationStateConflict(
+        migration_uuid=migration_uuid, state=existing.state,
+        action='prepared again')
+
+
+def _why_no_dest(session, dest_host: str, request: dict) -> Exception:
+    dest = host_obj.get_by_name(session, dest_host)
+    if dest.disabled:
+        return exception.HostDisabled(host=dest_host)
+    return vf_obj.no_vf(dest_host, request)
 
 
 @db_api.retry_on_deadlock
@@ -91,80 +113,91 @@ def prepare(context, migration_uuid: str, instance_uuid: str,
     All or nothing.  The source VFs are marked with the migration's uuid
     by compare-and-swap, so a second migration of the same instance that
     races with this one finds them taken and gets MigrationInProgress.
+    This runs before every live migration: it is written in SQL
+    expressions with as few round trips as the checks allow (one per
+    query below, plus two per VF claimed).
     """
     session = context.session
-    source = host_obj.get_by_name(session, source_host)
-    dest = host_obj.get_by_name(session, dest_host)
-    existing = session.execute(sa.select(Migration).where(
-        Migration.uuid == migration_uuid)).scalar_one_or_none()
+    conn = session.connection()
+    existing = conn.execute(sa.select(Migration).where(
+        Migration.uuid == migration_uuid)).first()
     if existing is not None:
-        if not _same_request(existing, instance_uuid, source.id, dest.id):
-            raise exception.InvalidInput(
-                reason='migration %s was prepared for another instance or '
-                       'other hosts' % migration_uuid)
-        if existing.state in (models.IN_PROGRESS, models.COMPLETED):
-            return _pairs(session, existing)
-        if existing.state == models.EXPIRED:
-            raise exception.LeaseExpired(migration_uuid=migration_uuid)
-        raise exception.MigrationStateConflict(
-            migration_uuid=migration_uuid, state=existing.state,
-            action='prepared again')
-    if dest.disabled:
-        raise exception.HostDisabled(host=dest_host)
-    in_flight = session.execute(
-        sa.select(Migration.uuid).where(
-            Migration.instance_uuid == instance_uuid,
-            Migration.state == models.IN_PROGRESS).limit(1)).scalar()
-    if in_flight is not None:
-        raise exception.MigrationInProgress(instance_uuid=instance_uuid,
-                                            migration_uuid=in_flight)
-    now = timeutils.utcnow()
-    migration = Migration(
-        uuid=migration_uuid, instance_uuid=instance_uuid,
-        source_host_id=source.id, dest_host_id=dest.id,
-        state=models.IN_PROGRESS, created_at=now,
-        lease_expires_at=now + datetime.timedelta(seconds=lease_seconds))
-    session.add(migration)
-    session.flush()
+        return _replay(session, existing, migration_uuid, instance_uuid,
+                       source_host, dest_host)
 
-    sources = session.execute(
-        sa.select(VF).where(vf_obj.owned_by(instance_uuid),
-                            VF.host_id == source.id).order_by(VF.id)
-        .execution_options(populate_existing=True)).scalars().all()
-    for vf in sources:
-        marked = session.execute(
-            sa.update(VF).where(VF.id == vf.id,
-                                VF.generation == vf.generation,
-                                VF.migration_uuid.is_(None))
-            .values(migration_uuid=migration_uuid,
-                    generation=vf.generation + 1, updated_at=now)
-            .execution_options(synchronize_session=False)).rowcount
-        if not marked:
+    sources = conn.execute(
+        sa.select(*vf_obj.COLUMNS)
+        .join(PF, PF.id == VF.pf_id)
+        .join(models.Host, models.Host.id == VF.host_id)
+        .where(models.Host.name == source_host,
+               vf_obj.owned_by(instance_uuid))
+        .order_by(VF.id)).all()
+    busy = [vf.migration_uuid for vf in sources if vf.migration_uuid]
+    if busy:
+        raise exception.MigrationInProgress(instance_uuid=instance_uuid,
+                                            migration_uuid=busy[0])
+    if sources:
+        source_id = sources[0].host_id
+    else:
+        source_id = host_obj.get_by_name(session, source_host).id
+        in_flight = conn.execute(
+            sa.select(Migration.uuid).where(
+                Migration.instance_uuid == instance_uuid,
+                Migration.state == models.IN_PROGRESS).limit(1)).scalar()
+        if in_flight is not None:
             raise exception.MigrationInProgress(
-                instance_uuid=instance_uuid,
-                migration_uuid=vf.migration_uuid or 'unknown')
+                instance_uuid=instance_uuid, migration_uuid=in_flight)
+
+    now = timeutils.utcnow()
+    dest_id = None
     taken: set = set()
-    result = []
+    claims = []
     for vf in sources:
         request = allocation_obj.equivalent_request(vf, match_device_type)
-        request['host'] = dest_host
         owner = dict(mac=vf.mac, vlan=vf.vlan, port_id=vf.port_id)
-        dest_id, dest_alloc = vf_obj.claim(
-            session, dest.id, request, models.CLAIMED,
+        claimed = vf_obj.claim(
+            session, request, models.CLAIMED,
             dict(owner, instance_uuid=instance_uuid,
                  migration_uuid=migration_uuid, request_id=vf.request_id,
                  attach_state=None),
-            numa_policy=numa_policy, exclude=taken)
-        taken.add(dest_id)
-        session.add(MigrationVF(migration_id=migration.id,
-                                source_vf_id=vf.id, dest_vf_id=dest_id,
-                                request_id=vf.request_id, **owner))
-        source_pf = session.execute(
-            sa.select(models.PhysicalFunction.address).where(
-                models.PhysicalFunction.id == vf.pf_id)).scalar_one()
-        result.append({'source': vf_obj.allocation(vf, source_pf),
-                       'dest': dest_alloc})
-    return result
+            numa_policy=numa_policy, exclude=taken, host_id=dest_id,
+            host_name=dest_host)
+        if claimed is None:
+            raise _why_no_dest(session, dest_host, request)
+        dest_vf_id, dest_id, dest_alloc = claimed
+        taken.add(dest_vf_id)
+        claims.append((vf, dest_vf_id, dest_alloc))
+    if dest_id is None:
+        dest = host_obj.get_by_name(session, dest_host)
+        if dest.disabled:
+            raise exception.HostDisabled(host=dest_host)
+        dest_id = dest.id
+    if sources:
+        marked = conn.execute(
+            sa.update(VF).where(VF.id.in_([vf.id for vf in sources]),
+                                VF.migration_uuid.is_(None),
+                                VF.instance_uuid == instance_uuid)
+            .values(migration_uuid=migration_uuid,
+                    generation=VF.generation + 1, updated_at=now)).rowcount
+        if marked != len(sources):
+            raise exception.MigrationInProgress(
+                instance_uuid=instance_uuid, migration_uuid='unknown')
+    # A concurrent prepare of the same uuid loses here on the unique key
+    # and is retried whole, then answered by _replay.
+    migration_id = conn.execute(sa.insert(Migration).values(
+        uuid=migration_uuid, instance_uuid=instance_uuid,
+        source_host_id=source_id, dest_host_id=dest_id,
+        state=models.IN_PROGRESS, created_at=now,
+        lease_expires_at=now + datetime.timedelta(seconds=lease_seconds))
+    ).inserted_primary_key[0]
+    if claims:
+        conn.execute(sa.insert(MigrationVF), [
+            dict(migration_id=migration_id, source_vf_id=vf.id,
+                 dest_vf_id=dest_vf_id, request_id=vf.request_id,
+                 mac=vf.mac, vlan=vf.vlan, port_id=vf.port_id)
+            for vf, dest_vf_id, _alloc in claims])
+    return [{'source': vf_obj.allocation(vf), 'dest': dest_alloc}
+            for vf, _id, dest_alloc in claims]
 
 
 @db_api.retry_on_deadlock

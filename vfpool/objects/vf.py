@@ -21,28 +21,37 @@ PF = models.PhysicalFunction
 _CANDIDATES = 8
 
 
-def allocation(vf: VF, pf_address: str, **override) -> dict:
+#: What a claim or an answer needs of a VF row, read with Core rather
+#: than the ORM: these queries are on the hot path of every migration.
+COLUMNS = (VF.id, VF.host_id, VF.generation, VF.state, VF.address,
+           VF.physical_network, VF.vendor_id, VF.product_id, VF.numa_node,
+           VF.instance_uuid, VF.migration_uuid, VF.request_id, VF.mac,
+           VF.vlan, VF.port_id, VF.attach_state,
+           PF.address.label('pf_address'))
+
+
+def allocation(vf, pf_address: str | None = None, **override) -> dict:
     """The RPC representation of a VF held for an instance."""
     result = {
         'address': vf.address,
-        'pf_address': pf_address,
+        'pf_address': pf_address or vf.pf_address,
         'physical_network': vf.physical_network,
         'vendor_id': vf.vendor_id,
         'product_id': vf.product_id,
         'numa_node': vf.numa_node,
-        'mac': vf.mac,
-        'vlan': vf.vlan,
-        'port_id': vf.port_id,
+        'mac': getattr(vf, 'mac', None),
+        'vlan': getattr(vf, 'vlan', None),
+        'port_id': getattr(vf, 'port_id', None),
     }
     result.update(override)
     return result
 
 
-def with_pf(session, *criteria, order_by=(VF.id,)):
-    """VF rows matching ``criteria``, each with its PF's address."""
-    query = (sa.select(VF, PF.address).join(PF, PF.id == VF.pf_id)
+def with_pf(session, *criteria, order_by=(VF.id,)) -> list:
+    """VF rows matching ``criteria``, each with its PF's ``pf_address``."""
+    query = (sa.select(*COLUMNS).join(PF, PF.id == VF.pf_id)
              .where(*criteria).order_by(*order_by))
-    return session.execute(query).all()
+    return session.connection().execute(query).all()
 
 
 def owned_by(instance_uuid: str):
@@ -62,19 +71,21 @@ def transition(session, criteria, to_state: str, **values) -> int:
     """Move every VF matching ``criteria`` to ``to_state``.
 
     A VF that is ``missing`` keeps that state and records ``to_state`` as
-    the state it returns to when the agent reports it again.
+    the state it returns to when the agent reports it again.  One
+    statement; ``prior_state`` is assigned first because MySQL evaluates
+    SET clauses left to right, on values already changed.
     """
-    now = timeutils.utcnow()
-    common = dict(values, updated_at=now, generation=VF.generation + 1)
-    present = session.execute(
-        sa.update(VF).where(criteria, VF.state != models.MISSING)
-        .values(state=to_state, **common)
-        .execution_options(synchronize_session=False)).rowcount
-    gone = session.execute(
-        sa.update(VF).where(criteria, VF.state == models.MISSING)
-        .values(prior_state=to_state, **common)
-        .execution_options(synchronize_session=False)).rowcount
-    return present + gone
+    is_missing = VF.state == models.MISSING
+    assignments = [
+        (VF.prior_state, sa.case((is_missing, to_state),
+                                 else_=VF.prior_state)),
+        (VF.state, sa.case((is_missing, models.MISSING), else_=to_state)),
+        (VF.generation, VF.generation + 1),
+        (VF.updated_at, timeutils.utcnow()),
+    ] + [(getattr(VF, k), v) for k, v in values.items()]
+    return session.connection().execute(
+        sa.update(VF).where(criteria).ordered_values(*assignments)
+    ).rowcount
 
 
 FREE_VALUES = dict(instance_uuid=None, request_id=None, migration_uuid=None,
@@ -86,18 +97,28 @@ def free(session, criteria) -> int:
     return transition(session, criteria, models.AVAILABLE, **FREE_VALUES)
 
 
-def claim(session, host_id: int, request: dict, to_state: str,
-          values: dict, numa_policy: str = 'preferred',
-          exclude: set | None = None) -> tuple[int, dict]:
+def claim(session, request: dict, to_state: str, values: dict,
+          numa_policy: str = 'preferred', exclude: set | None = None,
+          host_id: int | None = None,
+          host_name: str | None = None) -> tuple[int, int, dict] | None:
     """Win one available VF matching ``request`` on a host.
 
-    Returns the VF's id and its allocation as it is after the swap.
-    Raises NoAvailableVF when every candidate is taken.
+    The host is given by id, or by name (then a disabled host has no
+    candidates).  Returns the VF's id, its host's id and its allocation
+    as it is after the swap; None when every candidate is taken, so that
+    the caller can tell why (unknown host, disabled host, no VF).
     """
+    conn = session.connection()
     exclude = set(exclude or ())
-    criteria = [VF.host_id == host_id,
-                VF.physical_network == request['physical_network'],
+    criteria = [VF.physical_network == request['physical_network'],
                 VF.state == models.AVAILABLE]
+    query = sa.select(*COLUMNS).join(PF, PF.id == VF.pf_id)
+    if host_id is not None:
+        criteria.append(VF.host_id == host_id)
+    else:
+        query = query.join(models.Host, models.Host.id == VF.host_id)
+        criteria += [models.Host.name == host_name,
+                     models.Host.disabled == sa.false()]
     for key in ('vendor_id', 'product_id'):
         if request.get(key):
             criteria.append(getattr(VF, key) == request[key])
@@ -110,31 +131,28 @@ def claim(session, host_id: int, request: dict, to_state: str,
             order = [sa.case((VF.numa_node == numa, 0), else_=1), VF.id]
     now = timeutils.utcnow()
     while True:
-        if exclude:
-            criteria_now = criteria + [VF.id.not_in(exclude)]
-        else:
-            criteria_now = criteria
-        query = (sa.select(VF, PF.address).join(PF, PF.id == VF.pf_id)
-                 .where(*criteria_now).order_by(*order).limit(_CANDIDATES)
-                 .execution_options(populate_existing=True))
-        candidates = session.execute(query).all()
+        extra = [VF.id.not_in(exclude)] if exclude else []
+        candidates = conn.execute(
+            query.where(*criteria, *extra).order_by(*order)
+            .limit(_CANDIDATES)).all()
         if not candidates:
-            raise exception.NoAvailableVF(
-                host=request.get('host', host_id),
-                request=_describe(request))
-        for vf, pf_address in candidates:
-            won = session.execute(
+            return None
+        for vf in candidates:
+            won = conn.execute(
                 sa.update(VF)
                 .where(VF.id == vf.id, VF.state == models.AVAILABLE,
                        VF.generation == vf.generation)
                 .values(state=to_state, generation=vf.generation + 1,
-                        updated_at=now, **values)
-                .execution_options(synchronize_session=False)).rowcount
+                        updated_at=now, **values)).rowcount
             if won:
-                return vf.id, allocation(
-                    vf, pf_address, mac=values.get('mac'),
-                    vlan=values.get('vlan'), port_id=values.get('port_id'))
+                return vf.id, vf.host_id, allocation(
+                    vf, mac=values.get('mac'), vlan=values.get('vlan'),
+                    port_id=values.get('port_id'))
             exclude.add(vf.id)
+
+
+def no_vf(host: str, request: dict) -> exception.NoAvailableVF:
+    return exception.NoAvailableVF(host=host, request=_describe(request))
 
 
 def _describe(request: dict) -> str:

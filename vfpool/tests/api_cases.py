@@ -440,8 +440,8 @@ def _bad_input_cases():
         ('unknown-migration', 'complete_migration',
          dict(migration_uuid='00000000-0000-0000-0000-000000000000'),
          'MigrationNotFound'),
-        ('second-migration', 'prepare_migration', dict(migration_uuid=None),
-         'MigrationInProgress'),
+        ('second-migration', 'prepare_migration',
+         dict(instance_uuid='MIGRATING'), 'MigrationInProgress'),
         ('no-vf-left', 'allocate',
          dict(requests=[dict(req, physical_network='physnet9')]),
          'NoAvailableVF'),
@@ -455,9 +455,10 @@ class BadInputBehaviour:
     def test_bad_input_table(self):
         self.client.report_inventory(None, 'src', [inv.pf(5, 2)])
         self.client.report_inventory(None, 'dst', [inv.pf(6, 2)])
-        instance = inv.new_uuid()
+        instance, other = inv.new_uuid(), inv.new_uuid()
         alloc = self.client.allocate(None, instance, 'src',
                                      [inv.request()], 'req-1')[0]
+        self.client.allocate(None, other, 'src', [inv.request()], 'req-3')
         migration = inv.new_uuid()
         self.client.prepare_migration(None, migration, instance, 'src',
                                       'dst')
@@ -467,7 +468,7 @@ class BadInputBehaviour:
                              request_id='req-2'),
             'release': dict(instance_uuid=instance),
             'prepare_migration': dict(migration_uuid=inv.new_uuid(),
-                                      instance_uuid=instance,
+                                      instance_uuid=other,
                                       source_host='src', dest_host='dst'),
             'renew_migration': dict(migration_uuid=migration),
             'complete_migration': dict(migration_uuid=migration),
@@ -484,10 +485,7 @@ class BadInputBehaviour:
         for name, method, change, expected in cases:
             kwargs = dict(valid[method])
             for key, value in change.items():
-                if value is None:
-                    kwargs[key] = inv.new_uuid()
-                else:
-                    kwargs[key] = value
+                kwargs[key] = instance if value == 'MIGRATING' else value
             expected_cls = (exception.InvalidInput if expected == 'Invalid'
                             else getattr(exception, expected))
             call = getattr(self.client.client.prepare(version='1.1'),
