@@ -33,14 +33,18 @@ class VfpoolAPI:
 
     def __init__(self, conf: cfg.ConfigOpts,
                  transport: messaging.Transport | None = None,
-                 timeout: int | None = None):
+                 timeout: int | None = None, retry: int | None = None):
+        """Build a client; ``retry`` bounds resends to a lost broker.
+
+        ``retry=None`` retries forever, as oslo.messaging does by default.
+        """
         self.conf = conf
         self.transport = transport or rpc.get_transport(conf)
         self.version_cap = conf.upgrade_levels.vfpool or RPC_API_VERSION
         target = rpc.get_target(conf, version='1.0')
         self.client = messaging.get_rpc_client(
             self.transport, target, version_cap=self.version_cap,
-            timeout=timeout)
+            timeout=timeout, retry=retry)
 
     def can_send_version(self, version: str) -> bool:
         return self.client.can_send_version(version)

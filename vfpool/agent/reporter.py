@@ -226,8 +226,8 @@ class AgentService(service.Service):
                         'to vfpool will turn missing', self.conf.host)
         libvirt.registerErrorHandler(_ignore_libvirt_error, None)
         self.transport = rpc.get_transport(self.conf)
-        api = rpcapi.VfpoolAPI(self.conf, transport=self.transport)
-        api.client = api.client.prepare(retry=SEND_RETRIES)
+        api = rpcapi.VfpoolAPI(self.conf, transport=self.transport,
+                               retry=SEND_RETRIES)
         self.reporter = Reporter(self.conf, self.specs, api)
         self.tg.add_dynamic_timer_args(self.reporter.run_once,
                                        stop_on_exception=False)
