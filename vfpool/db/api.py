@@ -114,7 +114,8 @@ _configured = False
 def configure(conf: cfg.ConfigOpts) -> None:
     """Point the facade at ``[database]``; a second call is a no-op."""
     global _configured
-    if _configured:
+    # Tests and tools that called use_connection() have started it already.
+    if _configured or context_manager.is_started:
         return
     context_manager.configure(**_engine_options(conf))
     _sqlite_begin_immediate(context_manager.writer.get_engine())
