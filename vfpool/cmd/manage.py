@@ -1,13 +1,29 @@
-"""vfpool-manage: operator commands, as oslo.config sub-commands."""
+"""vfpool-manage: operator commands, as oslo.config sub-commands.
+
+Like nova-manage, it talks to the database directly, so it works while
+no vfpool-server runs.  Exit codes (doc/source/admin/cli.rst):
+
+* 0 - done, or nothing was wrong;
+* 1 - a check or the audit found problems (or the database failed);
+* 2 - bad arguments or usage, including a refused confirmation;
+* 3 - not found, or the change conflicts with the current state.
+"""
 
 import sys
 
 from oslo_config import cfg
+from oslo_db import exception as db_exc
 
-from vfpool import config
 from vfpool import conf as vfpool_conf
-from vfpool.db import api as db_api
+from vfpool import config
 from vfpool.db import migration
+from vfpool import exception
+from vfpool.manage import audit
+from vfpool.manage import cli
+from vfpool.manage import hosts
+from vfpool.manage import instances
+from vfpool.manage import migrations
+from vfpool.manage import vfs
 
 
 class DbCommands:
@@ -15,20 +31,21 @@ class DbCommands:
         self.conf = conf
 
     def sync(self) -> int:
-        db_api.configure(self.conf)
+        cli.configure_db(self.conf)
         migration.upgrade(self.conf.command.version or 'head')
         print('Database is at revision %s' % migration.version())
-        return 0
+        return cli.EXIT_OK
 
     def version(self) -> int:
-        db_api.configure(self.conf)
+        cli.configure_db(self.conf)
         print(migration.version() or 'None')
-        return 0
+        return cli.EXIT_OK
 
 
 def _add_db_parsers(subparsers):
     parser = subparsers.add_parser('db', help='Database schema.')
-    db = parser.add_subparsers(dest='action')
+    cli.one_line_errors(parser)
+    db = parser.add_subparsers(dest='action', parser_class=cli.Parser)
     db.required = True
     sync = db.add_parser('sync', help='Upgrade the schema (to head).')
     sync.add_argument('version', nargs='?', help='Target revision.')
@@ -37,7 +54,9 @@ def _add_db_parsers(subparsers):
     version.set_defaults(func=lambda c: DbCommands(c).version())
 
 
-_PARSER_ADDERS = [_add_db_parsers]
+_PARSER_ADDERS = [_add_db_parsers, hosts.add_parsers, vfs.add_parsers,
+                  migrations.add_parsers, instances.add_parsers,
+                  audit.add_parsers]
 
 
 def add_parsers(subparsers):
@@ -45,11 +64,28 @@ def add_parsers(subparsers):
         add(subparsers)
 
 
+def _fail(message: str, code: int) -> int:
+    print('vfpool-manage: %s' % message, file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     conf = vfpool_conf.new_conf()
     conf.register_cli_opt(cfg.SubCommandOpt(
         'command', title='Commands', handler=add_parsers,
         help='Available commands'))
-    config.parse_args(sys.argv[1:] if argv is None else argv, conf=conf,
-                      setup_logging=False)
-    return conf.command.func(conf)
+    try:
+        config.parse_args(sys.argv[1:] if argv is None else argv,
+                          conf=conf, setup_logging=False)
+    except SystemExit as e:     # argparse: --help (0) or a usage error (2)
+        return e.code or 0
+    except cfg.Error as e:
+        return _fail(str(e), cli.EXIT_USAGE)
+    try:
+        return conf.command.func(conf)
+    except cli.CommandError as e:
+        return _fail(str(e), e.code)
+    except exception.VfpoolException as e:
+        return _fail(str(e), cli.exit_code(e))
+    except db_exc.DBError as e:
+        return _fail('database error: %s' % e, cli.EXIT_PROBLEMS)

@@ -1,0 +1,185 @@
+"""vfpool-status: ``upgrade check`` on oslo.upgradecheck.
+
+Run it with the new code before restarting services.  Exit codes are
+oslo.upgradecheck's: 0 success, 1 warning, 2 failure, 255 the check
+itself failed.  The checks read the database with plain SQL on the few
+columns they need, not through vfpool's objects, so that they also work
+against the previous release's schema.
+"""
+
+import datetime
+import sys
+
+from oslo_config import cfg
+from oslo_upgradecheck import upgradecheck
+from oslo_utils import timeutils
+import sqlalchemy as sa
+
+from vfpool import conf as vfpool_conf
+from vfpool.conf import database as db_conf
+from vfpool.db import api as db_api
+from vfpool.db import migration
+from vfpool.manage import cli
+
+Code = upgradecheck.Code
+Result = upgradecheck.Result
+
+# Typed, so that every backend (SQLite stores text) compares datetimes.
+_hosts = sa.table('hosts', sa.column('name', sa.String),
+                  sa.column('disabled', sa.Boolean),
+                  sa.column('disabled_reason', sa.String),
+                  sa.column('last_report_at', sa.DateTime))
+_migrations = sa.table('migrations', sa.column('uuid', sa.String),
+                       sa.column('state', sa.String),
+                       sa.column('lease_expires_at', sa.DateTime))
+
+#: How many names a warning lists before it says "and N more".
+_SHOWN = 5
+
+
+def _names(names: list[str]) -> str:
+    shown = ', '.join(names[:_SHOWN])
+    if len(names) > _SHOWN:
+        shown += ' and %d more' % (len(names) - _SHOWN)
+    return shown
+
+
+class Checks(upgradecheck.UpgradeCommands):
+    """vfpool's upgrade readiness checks."""
+
+    def __init__(self, conf: cfg.ConfigOpts):
+        super().__init__()
+        self.conf = conf
+        self._engine = None
+
+    def _db(self) -> sa.engine.Engine:
+        if self._engine is None:
+            db_conf.set_connection_default(self.conf)
+            cli.configure_db(self.conf)
+            self._engine = db_api.get_engine()
+        return self._engine
+
+    def _no_schema(self) -> Result | None:
+        if migration.version(engine=self._db()) is None:
+            return Result(Code.WARNING, 'Skipped: the database has no vfpool '
+                                        'schema yet (run vfpool-manage db '
+                                        'sync).')
+        return None
+
+    def _silent_after(self) -> datetime.timedelta:
+        return datetime.timedelta(
+            seconds=3 * self.conf.agent.report_interval)
+
+    def _check_schema(self) -> Result:
+        """Every server of this release needs the schema at head."""
+        current = migration.version(engine=self._db())
+        head = migration.head()
+        if current is None:
+            return Result(Code.FAILURE, 'The database has no vfpool schema. '
+                                        'Run: vfpool-manage db sync')
+        if current != head:
+            return Result(Code.FAILURE, 'The database schema is at revision '
+                                        '%s; this release needs %s. Run: '
+                                        'vfpool-manage db sync'
+                                        % (current, head))
+        return Result(Code.SUCCESS, 'Schema at revision %s.' % head)
+
+    def _check_lapsed_leases(self) -> Result:
+        """Leases lapsed beyond 2 reaper passes: no server is reaping."""
+        skipped = self._no_schema()
+        if skipped:
+            return skipped
+        grace = 2 * self.conf.pool.reaper_interval
+        before = timeutils.utcnow() - datetime.timedelta(seconds=grace)
+        with self._db().connect() as conn:
+            lapsed = [uuid for (uuid,) in conn.execute(
+                sa.select(_migrations.c.uuid).where(
+                    _migrations.c.state == 'in_progress',
+                    _migrations.c.lease_expires_at < before)
+                .order_by(_migrations.c.lease_expires_at))]
+        if lapsed:
+            return Result(Code.WARNING, '%d migration(s) in progress have '
+                          'leases that lapsed more than %d s (2 x [pool] '
+                          'reaper_interval) ago: %s. No vfpool-server is '
+                          'reaping them; their claimed VFs stay out of the '
+                          'pool. Start vfpool-server, or run vfpool-manage '
+                          'audit --fix.' % (len(lapsed), grace,
+                                            _names(lapsed)))
+        return Result(Code.SUCCESS, 'No lapsed lease is waiting.')
+
+    def _reporting_hosts(self) -> list[str]:
+        since = timeutils.utcnow() - self._silent_after()
+        with self._db().connect() as conn:
+            return [name for (name,) in conn.execute(
+                sa.select(_hosts.c.name).where(
+                    _hosts.c.last_report_at >= since)
+                .order_by(_hosts.c.name))]
+
+    def _check_sqlite(self) -> Result:
+        """SQLite is for one machine.
+
+        Servers leave no trace in the database, so the sign of several
+        machines is several hosts whose agents reported within 3 x
+        ``[agent] report_interval``.
+        """
+        if self._db().dialect.name != 'sqlite':
+            return Result(Code.SUCCESS, 'Database backend: %s.'
+                          % self._db().dialect.name)
+        skipped = self._no_schema()
+        if skipped:
+            return skipped
+        reporting = self._reporting_hosts()
+        if len(reporting) > 1:
+            return Result(Code.FAILURE, 'SQLite is for one machine, but %d '
+                          'hosts reported within 3 x [agent] '
+                          'report_interval: %s. Move the inventory to '
+                          'MariaDB/MySQL or PostgreSQL.'
+                          % (len(reporting), _names(reporting)))
+        return Result(Code.SUCCESS, 'SQLite with at most one reporting '
+                                    'host.')
+
+    def _check_hosts(self) -> Result:
+        """Disabled hosts, and hosts whose agent stopped reporting."""
+        skipped = self._no_schema()
+        if skipped:
+            return skipped
+        since = timeutils.utcnow() - self._silent_after()
+        with self._db().connect() as conn:
+            rows = conn.execute(sa.select(
+                _hosts.c.name, _hosts.c.disabled, _hosts.c.disabled_reason,
+                _hosts.c.last_report_at).order_by(_hosts.c.name)).all()
+        disabled = ['%s (%s)' % (name, reason) if reason else name
+                    for name, off, reason, _last in rows if off]
+        silent = [name for name, _off, _reason, last in rows
+                  if last is None or last < since]
+        problems = []
+        if disabled:
+            problems.append('%d host(s) disabled: %s.'
+                            % (len(disabled), _names(disabled)))
+        if silent:
+            problems.append('%d host(s) have not reported for more than %d '
+                            's (3 x [agent] report_interval): %s; is their '
+                            'vfpool-agent running?' % (
+                                len(silent),
+                                self._silent_after().total_seconds(),
+                                _names(silent)))
+        if problems:
+            return Result(Code.WARNING, ' '.join(problems))
+        if not rows:
+            return Result(Code.SUCCESS, 'No host has reported yet.')
+        return Result(Code.SUCCESS, '%d host(s), all enabled and reporting.'
+                      % len(rows))
+
+    _upgrade_checks = (
+        ('Database schema', _check_schema),
+        ('Lapsed leases', _check_lapsed_leases),
+        ('SQLite and several hosts', _check_sqlite),
+        ('Hosts', _check_hosts),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    conf = vfpool_conf.new_conf()
+    return upgradecheck.main(
+        conf, project='vfpool', upgrade_command=Checks(conf),
+        argv=sys.argv[1:] if argv is None else argv)

@@ -1,0 +1,172 @@
+"""What every vfpool-manage command shares: exit codes, output, prompts.
+
+Results go to stdout, as a table for people or as JSON for scripts
+(``--format json``: stdout then holds that one JSON document and nothing
+else).  Plans, prompts and errors go to stderr.
+"""
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+from oslo_config import cfg
+import prettytable
+
+from vfpool import context as vfpool_context
+from vfpool.db import api as db_api
+from vfpool import exception
+from vfpool import notifications
+
+#: Exit codes, documented in doc/source/admin/cli.rst.
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+EXIT_USAGE = 2
+EXIT_CONFLICT = 3
+
+
+class CommandError(Exception):
+    """A one-line message for stderr and the exit code that goes with it."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def exit_code(exc: exception.VfpoolException) -> int:
+    if isinstance(exc, exception.InvalidInput):
+        return EXIT_USAGE
+    if isinstance(exc, (exception.NotFound, exception.Conflict,
+                        exception.NoAvailableVF)):
+        return EXIT_CONFLICT
+    return EXIT_PROBLEMS
+
+
+def _usage_error(parser: argparse.ArgumentParser, message: str):
+    print('%s: error: %s (see --help)' % (parser.prog, message),
+          file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> None:
+    """Make a usage error one line on stderr (and exit 2), not a page."""
+    parser.error = lambda message: _usage_error(parser, message)
+
+
+class Parser(argparse.ArgumentParser):
+    """An action's parser, whose usage errors are one line."""
+
+    def error(self, message):
+        _usage_error(self, message)
+
+
+def add_category(subparsers, name: str, help: str):
+    """A category parser (``host``, ``vf``...) and its actions' parsers."""
+    parser = subparsers.add_parser(name, help=help, description=help)
+    one_line_errors(parser)
+    actions = parser.add_subparsers(dest='action', parser_class=Parser,
+                                    metavar='<action>')
+    actions.required = True
+    return actions
+
+
+def add_action(actions, name: str, func: Callable[[cfg.ConfigOpts], int],
+               help: str, destructive: bool = False, output: bool = True):
+    parser = actions.add_parser(name, help=help, description=help)
+    parser.set_defaults(func=func)
+    if output:
+        parser.add_argument(
+            '--format', choices=('table', 'json'), default='table',
+            help='table (for people, the default) or json (for scripts: '
+                 'stdout holds one JSON document and nothing else).')
+    if destructive:
+        parser.add_argument(
+            '--yes', action='store_true',
+            help='Do not ask for confirmation (needed without a terminal).')
+    return parser
+
+
+def configure_db(conf: cfg.ConfigOpts) -> None:
+    """Point the enginefacade at ``[database]``, unless already pointed.
+
+    A started facade was already pointed somewhere by its owner (a test
+    through ``db_api.use_connection``, or a tool embedding this code);
+    configuring it again would raise, and would be wrong.
+    """
+    if not db_api.context_manager.is_started:
+        db_api.configure(conf)
+
+
+def admin_context() -> vfpool_context.RequestContext:
+    return vfpool_context.get_admin_context()
+
+
+def check(validate: Callable[[str, Any], Any], field: str, value: Any):
+    """Run a :mod:`vfpool.validation` check on a command-line value.
+
+    Its ``InvalidInput`` is turned into exit code 2 by ``main``.
+    """
+    return None if value is None else validate(field, value)
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return '-'
+    if isinstance(value, bool):
+        return 'yes' if value else 'no'
+    return str(value)
+
+
+def table(columns: list[str], rows: list[list]) -> prettytable.PrettyTable:
+    result = prettytable.PrettyTable(columns)
+    result.align = 'l'
+    for row in rows:
+        result.add_row([cell(value) for value in row])
+    return result
+
+
+def properties(data: dict, keys: list[str] | None = None
+               ) -> prettytable.PrettyTable:
+    return table(['Property', 'Value'],
+                 [[key, data[key]] for key in (keys or sorted(data))])
+
+
+def show(conf: cfg.ConfigOpts, data: Any, *tables) -> None:
+    """Print ``data`` as JSON, or ``tables`` (or lines) for people."""
+    if conf.command.format == 'json':
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return
+    for item in tables:
+        print(item)
+
+
+def note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def confirm(conf: cfg.ConfigOpts, plan: list[str]) -> None:
+    """Say what is about to change, then ask, unless ``--yes``.
+
+    Without ``--yes`` and without a terminal to ask on, refuse: a script
+    must say explicitly that it wants the change.
+    """
+    for line in plan:
+        note(line)
+    if conf.command.yes:
+        return
+    if not sys.stdin.isatty():
+        raise CommandError('not confirmed: stdin is not a terminal; pass '
+                           '--yes to proceed without a prompt', EXIT_USAGE)
+    sys.stderr.write('Proceed? [y/N] ')
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ('y', 'yes'):
+        raise CommandError('not confirmed; nothing was changed', EXIT_USAGE)
+
+
+def notifier(conf: cfg.ConfigOpts) -> notifications.Notifier:
+    """Tells notification consumers about changes, as the server would.
+
+    A no-op unless ``[notifications] enabled``.
+    """
+    return notifications.Notifier(conf, publisher='vfpool-manage')

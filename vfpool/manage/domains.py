@@ -1,0 +1,65 @@
+"""What running guests really have plugged in, read through libvirt.
+
+Only read-only connections are opened: the audit must never change a
+hypervisor.  libvirt-python is imported when an audit asks for it, so
+vfpool-manage works on machines without it.
+"""
+
+from xml.etree import ElementTree as ET
+
+# PCI passthrough as OpenStack does it (an <interface type='hostdev'>,
+# which keeps the MAC and VLAN) and as a plain <hostdev>.
+_SOURCE_PATHS = ("./devices/interface[@type='hostdev']/source/address",
+                 "./devices/hostdev[@type='pci']/source/address")
+_FIELDS = ('domain', 'bus', 'slot', 'function')
+
+
+class LibvirtError(Exception):
+    """libvirt is missing or the URI cannot be read."""
+
+
+def pci_sources(domain_xml: str) -> set[str]:
+    """Canonical PCI addresses (``dddd:bb:ss.f``) a domain passes through."""
+    found = set()
+    root = ET.fromstring(domain_xml)
+    for path in _SOURCE_PATHS:
+        for address in root.iterfind(path):
+            if address.get('type', 'pci') != 'pci':
+                continue
+            try:
+                parts = [int(address.get(f), 0) for f in _FIELDS]
+            except (TypeError, ValueError):
+                continue
+            found.add('%04x:%02x:%02x.%x' % tuple(parts))
+    return found
+
+
+def running_guests(uri: str) -> dict[str, set[str]]:
+    """Running domain UUID -> the PCI addresses it passes through."""
+    try:
+        import libvirt
+    except ImportError:
+        raise LibvirtError('reading guests needs libvirt-python '
+                           '(pip install libvirt-python)')
+    # Errors come back as exceptions; do not also print them on stderr.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    try:
+        conn = libvirt.openReadOnly(uri)
+    except libvirt.libvirtError as e:
+        raise LibvirtError('cannot connect to %s: %s'
+                           % (uri, e.get_error_message()))
+    try:
+        guests = {}
+        for domain in conn.listAllDomains(
+                libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            try:
+                xml = domain.XMLDesc(0)
+            except libvirt.libvirtError:
+                continue    # stopped or gone since it was listed
+            guests[domain.UUIDString().lower()] = pci_sources(xml)
+        return guests
+    except libvirt.libvirtError as e:
+        raise LibvirtError('cannot list domains of %s: %s'
+                           % (uri, e.get_error_message()))
+    finally:
+        conn.close()

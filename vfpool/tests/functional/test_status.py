@@ -1,0 +1,160 @@
+"""vfpool-status upgrade check against real databases."""
+
+import json
+import subprocess
+
+import sqlalchemy as sa
+
+from vfpool.cmd import status
+from vfpool.db import api as db_api
+from vfpool.db import migration
+from vfpool.objects import host as host_obj
+from vfpool.objects import migration as migration_obj
+from vfpool.tests.functional import operator_base as ob
+
+SUCCESS, WARNING, FAILURE = 0, 1, 2
+SCHEMA = 'Database schema'
+LAPSED = 'Lapsed leases'
+SQLITE = 'SQLite and several hosts'
+HOSTS = 'Hosts'
+
+
+class StatusTestCase(ob.OperatorTestCase):
+
+    def check(self, expected_code: int | None = None) -> dict:
+        """Run the check with --json: {check name: (result, details)}."""
+        code, out, err = self.run_main(status.main,
+                                       ['upgrade', 'check', '--json'])
+        report = json.loads(out)
+        results = {c['check']: (c['result'], c['details'])
+                   for c in report['checks']}
+        self.assertEqual(max(r for r, _d in results.values()), code,
+                         err)
+        if expected_code is not None:
+            self.assertEqual(expected_code, code, results)
+        return results
+
+
+class TestSchema(StatusTestCase):
+
+    sync = False
+
+    def test_no_schema_fails_and_skips_the_rest(self):
+        results = self.check(FAILURE)
+        self.assertEqual(FAILURE, results[SCHEMA][0])
+        self.assertIn('vfpool-manage db sync', results[SCHEMA][1])
+        for name in (LAPSED, HOSTS):
+            self.assertEqual(WARNING, results[name][0])
+            self.assertIn('Skipped', results[name][1])
+
+    def test_at_head(self):
+        migration.upgrade(engine=db_api.get_engine())
+        results = self.check(SUCCESS)
+        self.assertIn(migration.head(), results[SCHEMA][1])
+
+    def test_other_revision_fails(self):
+        migration.upgrade(engine=db_api.get_engine())
+        with db_api.get_engine().begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET "
+                                 "version_num = '0123456789ab'"))
+        result, details = self.check(FAILURE)[SCHEMA]
+        self.assertEqual(FAILURE, result)
+        self.assertIn('0123456789ab', details)
+        self.assertIn(migration.head(), details)
+
+
+class TestLeases(StatusTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.report('host-a', ob.pf(0x05, 2))
+        self.report('host-b', ob.pf(0x81, 2), ago=1)
+        self.allocate(ob.INSTANCE, 'host-a')
+        self.allocate(ob.INSTANCE_2, 'host-a')
+
+    def test_fresh_claim_is_fine(self):
+        self.prepare(ob.MIGRATION, ob.INSTANCE, 'host-a', 'host-b')
+        self.assertEqual(SUCCESS, self.check()[LAPSED][0])
+
+    def test_lease_lapsed_within_grace_is_fine(self):
+        # [pool] reaper_interval is 30 s: a lease that lapsed 20 s ago may
+        # just be waiting for the next pass.
+        self.prepare(ob.MIGRATION, ob.INSTANCE, 'host-a', 'host-b',
+                     lease_seconds=10, ago=30)
+        self.assertEqual(SUCCESS, self.check()[LAPSED][0])
+
+    def test_lapsed_lease_warns_until_reaped(self):
+        self.prepare(ob.MIGRATION, ob.INSTANCE, 'host-a', 'host-b',
+                     lease_seconds=1, ago=3600)
+        self.prepare(ob.STRANGER, ob.INSTANCE_2, 'host-a', 'host-b',
+                     lease_seconds=1, ago=600)
+        result, details = self.check()[LAPSED]
+        self.assertEqual(WARNING, result)
+        self.assertIn('2 migration(s)', details)
+        self.assertIn(ob.MIGRATION, details)
+        self.assertIn(ob.STRANGER, details)
+        migration_obj.reap_expired(self.context)
+        self.assertEqual(SUCCESS, self.check()[LAPSED][0])
+
+
+class TestHosts(StatusTestCase):
+
+    def test_no_hosts(self):
+        result, details = self.check(SUCCESS)[HOSTS]
+        self.assertIn('No host', details)
+
+    def test_reporting_hosts(self):
+        self.report('host-a', ob.pf(0x05, 1))
+        results = self.check()
+        self.assertEqual((SUCCESS, '1 host(s), all enabled and reporting.'),
+                         results[HOSTS])
+        self.assertEqual(SUCCESS, results[SQLITE][0])
+
+    def test_disabled_and_silent_hosts_warn(self):
+        self.report('host-a', ob.pf(0x05, 1))
+        self.report('host-b', ob.pf(0x81, 1), ago=3600)
+        self.report('host-c', ob.pf(0x07, 1))
+        host_obj.set_disabled(self.context, 'host-c', True, 'new PSU')
+        result, details = self.check()[HOSTS]
+        self.assertEqual(WARNING, result)
+        self.assertIn('1 host(s) disabled: host-c (new PSU)', details)
+        self.assertIn('have not reported for more than 180 s', details)
+        self.assertIn('host-b', details)
+        self.assertNotIn('host-a', details)
+
+    def test_sqlite_with_several_reporting_hosts(self):
+        self.report('host-a', ob.pf(0x05, 1))
+        self.report('host-b', ob.pf(0x81, 1))
+        self.report('host-old', ob.pf(0x07, 1), ago=3600)
+        results = self.check()
+        result, details = results[SQLITE]
+        if self.backend == 'sqlite':
+            self.assertEqual(FAILURE, result)
+            self.assertIn('SQLite is for one machine', details)
+            self.assertIn('host-a, host-b', details)
+            self.assertNotIn('host-old', details)
+        else:
+            self.assertEqual((SUCCESS, 'Database backend: %s.'
+                              % self.backend), (result, details))
+
+    def test_table_output(self):
+        self.report('host-a', ob.pf(0x05, 1), ago=3600)
+        code, out, _err = self.run_main(status.main, ['upgrade', 'check'])
+        self.assertEqual(WARNING, code)
+        self.assertIn('Check: Hosts', out)
+        self.assertIn('Result: Warning', out)
+        self.assertIn('Result: Success', out)
+
+
+class TestConsoleScript(StatusTestCase):
+
+    def test_installed_script(self):
+        self.report('host-a', ob.pf(0x05, 1))
+        done = subprocess.run(
+            ['vfpool-status', '--config-file', self.config_file, 'upgrade',
+             'check', '--json'], capture_output=True, text=True, timeout=120)
+        self.assertEqual(0, done.returncode, done.stdout + done.stderr)
+        checks = json.loads(done.stdout)['checks']
+        self.assertEqual([SCHEMA, LAPSED, SQLITE, HOSTS],
+                         [c['check'] for c in checks])
+        self.assertEqual({SUCCESS}, {c['result'] for c in checks})
