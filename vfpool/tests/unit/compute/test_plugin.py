@@ -1,0 +1,788 @@
+"""The compute plugin's orchestration and re-attach policies, in-process.
+
+vfpool itself is real here: the server's manager on oslo.messaging's
+``fake://`` driver and a SQLite database with the real migrations; the DB
+is checked after each step.  libvirt is either its test driver (which
+refuses every attach and detach: a real libvirt failure) or
+:class:`StandInDomain`, a stand-in for a libvirt domain that plugs and
+unplugs devices in memory, delivers device events through the callbacks
+the plugin registered, and fails attaches on demand.  The flow against a
+real QEMU is in vfpool/tests/functional/compute/test_migration.py.
+"""
+
+import itertools
+import time
+import uuid
+from xml.etree import ElementTree as ET
+
+import fixtures
+import libvirt
+import testtools
+
+from vfpool.compute import events
+from vfpool.compute import plugin as vf_plugin
+from vfpool.compute import vf_xml
+from vfpool import context as vfpool_context
+from vfpool import exception
+from vfpool.objects import migration as migration_obj
+from vfpool import rpcapi
+from vfpool.tests.api_cases import vf_table
+from vfpool.tests import fixtures as vfpool_fixtures
+from vfpool.tests import inventory as inv
+
+SRC = 'src-host'
+DST = 'dst-host'
+STANDBY_ALIAS = 'ua-standby'
+_LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
+_CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+
+
+def _alias(device_xml: str) -> str | None:
+    alias = ET.fromstring(device_xml).find('alias')
+    return alias.get('name') if alias is not None else None
+
+
+def _libvirt_error(message: str) -> libvirt.libvirtError:
+    # libvirtError picks up the thread's last libvirt error, if any.
+    libvirt.virResetLastError()
+    return libvirt.libvirtError(message)
+
+
+class StandInConnection:
+    """The event half of ``libvirt.virConnect``: callbacks by id."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.callbacks: dict[int, tuple] = {}
+
+    def domainEventRegisterAny(self, dom, event_id, callback, opaque):
+        callback_id = next(self._ids)
+        self.callbacks[callback_id] = (event_id, callback, opaque)
+        return callback_id
+
+    def domainEventDeregisterAny(self, callback_id):
+        self.callbacks.pop(callback_id, None)
+
+    def emit(self, dom, event_id: int, alias: str) -> None:
+        for ev, callback, opaque in list(self.callbacks.values()):
+            if ev == event_id:
+                callback(self, dom, alias, opaque)
+
+
+class StandInDomain:
+    """A stand-in for ``libvirt.virDomain`` with devices kept in memory.
+
+    ``attach_failures``: how many attach calls fail before they succeed.
+    ``refused_addresses``: VF PCI addresses whose hostdev never attaches.
+    ``stuck_aliases``: devices the "guest" never releases (no event).
+    """
+
+    def __init__(self, conn: StandInConnection, interfaces=(),
+                 attach_failures: int = 0, refused_addresses=(),
+                 stuck_aliases=()) -> None:
+        self.conn = conn
+        self.uuid = str(uuid.uuid4())
+        self.live = list(interfaces)
+        self.config = list(interfaces)
+        self.attach_failures = attach_failures
+        self.refused_addresses = set(refused_addresses)
+        self.stuck_aliases = set(stuck_aliases)
+        self.attach_calls: list[str] = []
+        self.detach_calls: list[tuple[str, int]] = []
+
+    def UUIDString(self) -> str:
+        return self.uuid
+
+    def name(self) -> str:
+        return 'stand-in-' + self.uuid[:8]
+
+    def connect(self) -> StandInConnection:
+        return self.conn
+
+    def isActive(self) -> int:
+        return 1
+
+    def isPersistent(self) -> int:
+        return 1
+
+    def XMLDesc(self, flags: int = 0) -> str:
+        devices = (self.config if flags & libvirt.VIR_DOMAIN_XML_INACTIVE
+                   else self.live)
+        return ('<domain type="qemu"><name>%s</name><uuid>%s</uuid>'
+                '<devices>%s</devices></domain>'
+                % (self.name(), self.uuid, ''.join(devices)))
+
+    def aliases(self, inactive: bool = False) -> set:
+        return vf_xml.device_aliases(self.XMLDesc(
+            libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0))
+
+    def attachDeviceFlags(self, device_xml: str, flags: int) -> int:
+        self.attach_calls.append(device_xml)
+        if self.attach_failures > 0:
+            self.attach_failures -= 1
+            raise _libvirt_error('stand-in: attach refused')
+        infos = vf_xml.parse_interfaces(
+            '<domain><devices>%s</devices></domain>' % device_xml)
+        if infos and infos[0].pci_address in self.refused_addresses:
+            raise _libvirt_error('stand-in: VF %s is broken'
+                                 % infos[0].pci_address)
+        alias = _alias(device_xml)
+        if flags & _LIVE:
+            if alias in self.aliases():
+                raise _libvirt_error('non unique alias detected: %s' % alias)
+            self.live.append(device_xml)
+            self.conn.emit(self, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED,
+                           alias)
+        if flags & _CONFIG:
+            self.config.append(device_xml)
+        return 0
+
+    def detachDeviceFlags(self, device_xml: str, flags: int) -> int:
+        alias = _alias(device_xml)
+        self.detach_calls.append((alias, flags))
+        if flags & _CONFIG:
+            self.config = [d for d in self.config if _alias(d) != alias]
+        if flags & _LIVE and alias not in self.stuck_aliases:
+            self.live = [d for d in self.live if _alias(d) != alias]
+            self.conn.emit(self, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
+                           alias)
+        return 0
+
+
+class CountingClient:
+    """The real client, with the names of the RPCs it sent."""
+
+    def __init__(self, client: rpcapi.VfpoolAPI) -> None:
+        self._client = client
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str):
+        value = getattr(self._client, name)
+        if not callable(value) or name == 'can_send_version':
+            return value
+
+        def call(*args, **kwargs):
+            self.calls.append(name)
+            return value(*args, **kwargs)
+        return call
+
+
+def counting(builder):
+    """A builder that records the VF addresses it was asked for."""
+    calls = []
+
+    def build(**kwargs):
+        calls.append(kwargs)
+        return builder(**kwargs)
+    build.calls = calls
+    return build
+
+
+class PluginTestCase(testtools.TestCase):
+
+    overrides = {}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.useFixture(fixtures.Timeout(60, gentle=True))
+        options = {'libvirt.device_detach_timeout': 1,
+                   'libvirt.device_detach_attempts': 1,
+                   'migration.reattach_retry_delay': 0}
+        options.update(self.overrides)
+        self.conf = self.useFixture(vfpool_fixtures.Conf(**options)).conf
+        self.engine = self.useFixture(vfpool_fixtures.Database()).engine
+        self.rpc = self.useFixture(vfpool_fixtures.FakeRPC(self.conf))
+        self.client = self.rpc.client
+        self.ctxt = None
+        self.client.report_inventory(self.ctxt, SRC, [inv.pf(5, 2)])
+        self.client.report_inventory(self.ctxt, DST, [inv.pf(6, 3)])
+        self.instance = inv.new_uuid()
+        self.migration = inv.new_uuid()
+        self.allocs = self.client.allocate(
+            self.ctxt, self.instance, SRC,
+            [inv.request(mac=inv.mac(1), vlan=42, port_id='port-1')],
+            'req-%s' % self.instance)
+        self.registry = events.DeviceEventRegistry()
+        self.conn = StandInConnection()
+        self.builder = counting(vf_xml.hostdev_interface_xml)
+
+    def plugin(self, host: str, client=None, **kwargs
+               ) -> vf_plugin.VFMigrationPlugin:
+        kwargs.setdefault('xml_builder', self.builder)
+        return vf_plugin.VFMigrationPlugin(
+            self.conf, host, client=client or self.client,
+            registry=self.registry, **kwargs)
+
+    def source_domain(self, **kwargs) -> StandInDomain:
+        """The guest on the source: standby + its VF, as Nova plugs it."""
+        alloc = self.allocs[0]
+        vf = vf_xml.hostdev_interface_xml(
+            alloc['address'], alloc['mac'], vlan=alloc['vlan'],
+            alias='ua-port-1', teaming_persistent_alias=STANDBY_ALIAS)
+        return StandInDomain(self.conn, [self.standby_xml(), vf], **kwargs)
+
+    def standby_xml(self) -> str:
+        return ('<interface type="user"><mac address="%s"/>'
+                '<model type="virtio"/><teaming type="persistent"/>'
+                '<alias name="%s"/></interface>'
+                % (inv.mac(1), STANDBY_ALIAS))
+
+    def dest_domain(self, **kwargs) -> StandInDomain:
+        """The guest after migration: the standby only."""
+        return StandInDomain(self.conn, [self.standby_xml()], **kwargs)
+
+    def table(self, host: str) -> dict:
+        return {a: (s, i, m) for (h, a), (s, i, m) in
+                vf_table(self.engine).items() if h == host}
+
+    def owned(self, host: str) -> list:
+        return sorted(a for a, (s, i, _m) in self.table(host).items()
+                      if s == 'allocated' and i == self.instance)
+
+    def states(self, host: str) -> dict:
+        return {a: s for a, (s, _i, _m) in self.table(host).items()}
+
+    def attach_state(self, address: str) -> str | None:
+        for alloc in self.client.get_instance(
+                self.ctxt, self.instance)['allocations']:
+            if alloc['address'] == address:
+                return alloc['attach_state']
+        raise AssertionError('%s is not allocated' % address)
+
+    def migrate_to_destination(self) -> tuple:
+        """pre_live_migration + detach on the source; returns the pair."""
+        src_plugin = self.plugin(SRC)
+        dst_plugin = self.plugin(DST)
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+        src_dom = self.source_domain()
+        src_plugin.detach_source_vfs(self.ctxt, self.instance,
+                                     self.migration, src_dom)
+        return src_plugin, dst_plugin, pairs[0]
+
+
+class TestMigrationFlow(PluginTestCase):
+
+    def test_pre_live_migration_claims_and_is_idempotent(self):
+        dst_plugin = self.plugin(DST)
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+        dest = pairs[0]['dest']
+        self.assertEqual((inv.mac(1), 42), (dest['mac'], dest['vlan']))
+        self.assertEqual(('claimed', self.instance, self.migration),
+                         self.table(DST)[dest['address']])
+        before = vf_table(self.engine)
+        self.assertEqual(pairs, dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST))
+        self.assertEqual(before, vf_table(self.engine))
+
+    def test_pre_live_migration_passes_typed_errors(self):
+        self.client.report_inventory(self.ctxt, 'full-host', [inv.pf(7, 0)])
+        before = vf_table(self.engine)
+        self.assertRaises(exception.NoAvailableVF,
+                          self.plugin('full-host').pre_live_migration,
+                          self.ctxt, self.instance, self.migration, SRC,
+                          'full-host')
+        self.assertEqual(before, vf_table(self.engine))
+
+    def test_success_moves_the_vf_and_frees_the_source(self):
+        src_plugin = self.plugin(SRC)
+        dst_plugin = self.plugin(DST)
+        src_addr = self.allocs[0]['address']
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+        dst_addr = pairs[0]['dest']['address']
+        src_dom = self.source_domain()
+
+        detached = src_plugin.detach_source_vfs(
+            self.ctxt, self.instance, self.migration, src_dom)
+
+        self.assertEqual([src_addr], [a['address'] for a in detached])
+        self.assertEqual({STANDBY_ALIAS}, src_dom.aliases())
+        self.assertEqual({STANDBY_ALIAS}, src_dom.aliases(inactive=True))
+        dst_dom = self.dest_domain()
+
+        result = dst_plugin.post_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration, dst_dom)
+
+        alias = 'ua-vf-' + inv.mac(1).replace(':', '')
+        self.assertEqual([(dst_addr, 'attached')],
+                         [(r['address'], r['attach_state']) for r in result])
+        self.assertEqual({STANDBY_ALIAS, alias}, dst_dom.aliases())
+        self.assertEqual({STANDBY_ALIAS, alias},
+                         dst_dom.aliases(inactive=True))
+        vf = vf_xml.find_interface_by_mac(dst_dom.XMLDesc(0), inv.mac(1))
+        # Same MAC and VLAN as on the source; paired with the standby.
+        self.assertEqual(('hostdev', dst_addr, 42, 'transient',
+                          STANDBY_ALIAS),
+                         (vf.type, vf.pci_address, vf.vlan, vf.teaming_type,
+                          vf.teaming_persistent))
+        self.assertEqual([dst_addr], self.owned(DST))
+        self.assertEqual('available', self.states(SRC)[src_addr])
+        self.assertIsNone(self.table(DST)[dst_addr][2])
+
+        # The source's hook after the destination's: harmless.
+        before = vf_table(self.engine)
+        src_plugin.post_live_migration(self.ctxt, self.instance,
+                                       self.migration)
+        self.assertEqual(before, vf_table(self.engine))
+        # Repeating the destination hook plugs nothing twice.
+        dst_plugin.post_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration, dst_dom)
+        self.assertEqual(1, len(dst_dom.attach_calls))
+
+    def test_source_hook_first_then_destination_after_a_restart(self):
+        _src, _dst, pair = self.migrate_to_destination()
+        # Nova's order: the source's post_live_migration runs first.
+        self.plugin(SRC).post_live_migration(self.ctxt, self.instance,
+                                             self.migration)
+        self.assertEqual('available',
+                         self.states(SRC)[pair['source']['address']])
+        dst_dom = self.dest_domain()
+        # A fresh plugin (the compute service restarted) asks the server.
+        self.plugin(DST).post_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration, dst_dom)
+        self.assertIsNotNone(vf_plugin.find_vf_interface(
+            dst_dom.XMLDesc(0), pair['dest']))
+        self.assertEqual([pair['dest']['address']], self.owned(DST))
+
+    def test_pairs_handed_over_save_the_lookup(self):
+        pairs = self.plugin(DST).pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+        client = CountingClient(self.client)
+        src_plugin = self.plugin(SRC, client=client)
+        src_dom = self.source_domain()
+
+        src_plugin.detach_source_vfs(self.ctxt, self.instance,
+                                     self.migration, src_dom, pairs=pairs)
+        src_plugin.post_live_migration(self.ctxt, self.instance,
+                                       self.migration)
+
+        self.assertEqual({STANDBY_ALIAS}, src_dom.aliases())
+        self.assertEqual(['complete_migration'], client.calls)
+        self.assertEqual('available',
+                         self.states(SRC)[pairs[0]['source']['address']])
+
+    def test_rollbacks_of_an_unknown_migration_do_nothing(self):
+        unknown = inv.new_uuid()
+        src_dom = self.source_domain()
+        src_plugin = self.plugin(SRC)
+        self.assertEqual([], src_plugin.rollback_live_migration_at_source(
+            self.ctxt, self.instance, unknown, src_dom))
+        self.assertEqual(0, self.plugin(
+            DST).rollback_live_migration_at_destination(
+                self.ctxt, self.instance, unknown))
+        self.assertEqual([], src_dom.attach_calls)
+
+    def test_domain_found_through_the_connection(self):
+        dst_plugin = self.plugin(DST)
+        dst_plugin.pre_live_migration(self.ctxt, self.instance,
+                                      self.migration, SRC, DST)
+        dst_dom = self.dest_domain()
+        dst_dom.uuid = self.instance
+        looked_up = []
+
+        class Conn:
+            def lookupByUUIDString(self, value):
+                looked_up.append(value)
+                return dst_dom
+
+        self.plugin(DST, connection=Conn).post_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration)
+        self.assertEqual([self.instance], looked_up)
+        self.assertEqual(1, len(dst_dom.attach_calls))
+
+    def test_rollback_at_source_reattaches_and_aborts(self):
+        src_plugin, _dst, pair = self.migrate_to_destination()
+        src_dom = self.source_domain()
+        src_dom.live = [self.standby_xml()]   # as the detach left it
+
+        back = src_plugin.rollback_live_migration_at_source(
+            self.ctxt, self.instance, self.migration, src_dom)
+
+        self.assertEqual([pair['source']['address']],
+                         [a['address'] for a in back])
+        vf = vf_plugin.find_vf_interface(src_dom.XMLDesc(0), pair['source'])
+        # Same source VF, MAC, VLAN and the alias it had before.
+        self.assertEqual((pair['source']['address'], 42, 'ua-port-1'),
+                         (vf.pci_address, vf.vlan, vf.alias))
+        self.assertEqual('available',
+                         self.states(DST)[pair['dest']['address']])
+        self.assertEqual(('allocated', self.instance, None),
+                         self.table(SRC)[pair['source']['address']])
+
+    def test_rollback_replaces_a_libvirt_made_alias(self):
+        pairs = self.plugin(DST).pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+        alloc = self.allocs[0]
+        src_dom = StandInDomain(self.conn, [vf_xml.hostdev_interface_xml(
+            alloc['address'], alloc['mac'], vlan=42, alias='ua-x').replace(
+                'ua-x', 'hostdev0')])
+        src_plugin = self.plugin(SRC)
+        src_plugin.detach_source_vfs(self.ctxt, self.instance,
+                                     self.migration, src_dom)
+        self.assertEqual(set(), src_dom.aliases())
+
+        src_plugin.rollback_live_migration_at_source(
+            self.ctxt, self.instance, self.migration, src_dom)
+
+        vf = vf_plugin.find_vf_interface(src_dom.XMLDesc(0),
+                                         pairs[0]['source'])
+        self.assertEqual('ua-vf-' + alloc['mac'].replace(':', ''), vf.alias)
+
+    def test_rollback_at_source_after_restart_works_from_the_xml(self):
+        _src, _dst, pair = self.migrate_to_destination()
+        src_dom = self.dest_domain()   # standby only: the VF is gone
+        fresh = self.plugin(SRC)
+
+        fresh.rollback_live_migration_at_source(
+            self.ctxt, self.instance, self.migration, src_dom)
+
+        vf = vf_plugin.find_vf_interface(src_dom.XMLDesc(0), pair['source'])
+        self.assertEqual(pair['source']['address'], vf.pci_address)
+        self.assertEqual('available',
+                         self.states(DST)[pair['dest']['address']])
+        # Again: nothing missing, nothing attached, abort is idempotent.
+        fresh.rollback_live_migration_at_source(
+            self.ctxt, self.instance, self.migration, src_dom)
+        self.assertEqual(1, len(src_dom.attach_calls))
+
+    def test_rollback_at_destination_detaches_and_frees(self):
+        _src, dst_plugin, pair = self.migrate_to_destination()
+        dst_dom = self.dest_domain()
+        dst_dom.attachDeviceFlags(vf_xml.hostdev_interface_xml(
+            pair['dest']['address'], inv.mac(1), alias='ua-vf-x'), _LIVE)
+
+        freed = dst_plugin.rollback_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration, dst_dom)
+
+        self.assertEqual(1, freed)
+        self.assertEqual({STANDBY_ALIAS}, dst_dom.aliases())
+        self.assertEqual('available',
+                         self.states(DST)[pair['dest']['address']])
+        self.assertEqual(0, dst_plugin.rollback_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration))
+        # A migration whose claim never happened: nothing to undo.
+        self.assertEqual(0, dst_plugin.rollback_live_migration_at_destination(
+            self.ctxt, self.instance, inv.new_uuid()))
+
+    def test_lease_expired_during_migration_still_frees_the_source(self):
+        dst_plugin = self.plugin(DST)
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST,
+            lease_seconds=1)
+        claimed = pairs[0]['dest']['address']
+        self.plugin(SRC).detach_source_vfs(self.ctxt, self.instance,
+                                           self.migration,
+                                           self.source_domain())
+        # The reaper expires the lease and another guest takes the VF.
+        deadline = time.monotonic() + 5
+        expired = []
+        while not expired and time.monotonic() < deadline:
+            time.sleep(0.05)
+            expired = migration_obj.reap_expired(
+                vfpool_context.get_admin_context())
+        self.assertEqual([(self.migration, 1)], expired)
+        other = self.client.allocate(self.ctxt, inv.new_uuid(), DST,
+                                     [inv.request()], 'other')
+        self.assertEqual(claimed, other[0]['address'])
+        dst_dom = self.dest_domain()
+
+        result = dst_plugin.post_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration, dst_dom)
+
+        new = result[0]['address']
+        self.assertNotEqual(claimed, new)
+        self.assertEqual([new], self.owned(DST))
+        self.assertEqual({'available'}, set(self.states(SRC).values()))
+        self.assertIsNotNone(vf_plugin.find_vf_interface(
+            dst_dom.XMLDesc(0), result[0]))
+        # The source's hook gets the same answer, changes nothing.
+        before = vf_table(self.engine)
+        self.plugin(SRC).post_live_migration(self.ctxt, self.instance,
+                                             self.migration)
+        self.assertEqual(before, vf_table(self.engine))
+
+
+class TestDetachFailure(PluginTestCase):
+
+    def setUp(self) -> None:
+        super().setUp()
+        # The libvirt test driver prints refused calls on stderr.
+        libvirt.registerErrorHandler(lambda ctx, err: None, None)
+        self.addCleanup(libvirt.registerErrorHandler, None, None)
+
+    def _assert_aborted(self, pair) -> None:
+        self.assertEqual('available',
+                         self.states(DST)[pair['dest']['address']])
+        self.assertEqual(('allocated', self.instance, None),
+                         self.table(SRC)[pair['source']['address']])
+        self.assertEqual('aborted', self.client.get_instance(
+            self.ctxt, self.instance)['migration']['state'])
+
+    def test_real_libvirt_refusal_aborts_the_migration(self):
+        conn = libvirt.open('test:///default')
+        self.addCleanup(conn.close)
+        self.registry.watch(conn)
+        self.addCleanup(self.registry.unwatch, conn)
+        alloc = self.allocs[0]
+        name = 'g-%s' % uuid.uuid4().hex[:8]
+        dom = conn.defineXML(
+            '<domain type="test"><name>%s</name><memory>131072</memory>'
+            '<os><type>hvm</type></os><devices>%s</devices></domain>'
+            % (name, vf_xml.emulated_interface_xml(
+                alloc['address'], alloc['mac'], alias='ua-port-1')))
+        dom.create()
+        self.addCleanup(dom.undefine)
+        self.addCleanup(dom.destroy)
+        dst_plugin = self.plugin(DST)
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+
+        self.assertRaises(exception.DeviceDetachFailed,
+                          self.plugin(SRC).detach_source_vfs, self.ctxt,
+                          self.instance, self.migration, dom)
+
+        self.assertIn('ua-port-1', vf_xml.device_aliases(dom.XMLDesc(0)))
+        self._assert_aborted(pairs[0])
+
+    def test_domain_not_found_aborts_the_migration(self):
+        pairs = self.plugin(DST).pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+
+        def lookupByUUIDString(value):
+            raise _libvirt_error('Domain not found: %s' % value)
+        conn = type('Conn', (), {})()
+        conn.lookupByUUIDString = lookupByUUIDString
+
+        self.assertRaises(exception.DeviceDetachFailed,
+                          self.plugin(SRC, connection=conn).detach_source_vfs,
+                          self.ctxt, self.instance, self.migration)
+        self._assert_aborted(pairs[0])
+
+    def test_first_vf_is_reattached_when_the_second_is_stuck(self):
+        self.client.release(self.ctxt, self.instance)
+        allocs = self.client.allocate(
+            self.ctxt, self.instance, SRC,
+            [inv.request(mac=inv.mac(1), vlan=42),
+             inv.request(mac=inv.mac(2), vlan=43)], 'two-vfs')
+        devices = [vf_xml.hostdev_interface_xml(
+            a['address'], a['mac'], vlan=a['vlan'], alias='ua-port-%d' % i)
+            for i, a in enumerate(allocs)]
+        dom = StandInDomain(self.conn, devices, stuck_aliases={'ua-port-1'})
+        pairs = self.plugin(DST).pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+
+        error = self.assertRaises(
+            exception.DeviceDetachFailed, self.plugin(SRC).detach_source_vfs,
+            self.ctxt, self.instance, self.migration, dom)
+
+        self.assertIn('ua-port-1', str(error))
+        # The first one went and came back with its alias; the stuck one
+        # is still there and still in the persistent definition.
+        self.assertEqual({'ua-port-0', 'ua-port-1'}, dom.aliases())
+        self.assertEqual({'ua-port-0', 'ua-port-1'},
+                         dom.aliases(inactive=True))
+        # libvirt_ops put the stuck one back in the persistent definition,
+        # then the plugin re-attached the first one.
+        self.assertEqual(['ua-port-1', 'ua-port-0'],
+                         [_alias(x) for x in dom.attach_calls])
+        for pair in pairs:
+            self._assert_aborted(pair)
+
+
+class PolicyTestCase(PluginTestCase):
+    """One migration up to the destination's hook, whose attach fails."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.src_plugin, self.dst_plugin, self.pair = (
+            self.migrate_to_destination())
+        self.src_addr = self.pair['source']['address']
+        self.dst_addr = self.pair['dest']['address']
+
+    def post(self, dom, plugin=None):
+        return (plugin or self.dst_plugin).post_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration, dom)
+
+    def assert_source_freed(self) -> None:
+        self.assertEqual('available', self.states(SRC)[self.src_addr])
+        self.assertEqual('completed', self.client.get_instance(
+            self.ctxt, self.instance)['migration']['state'])
+
+
+class TestRetryPolicy(PolicyTestCase):
+
+    overrides = {'migration.reattach_failure_policy': 'retry',
+                 'migration.reattach_attempts': 3}
+
+    def test_succeeds_within_the_attempts(self):
+        dom = self.dest_domain(attach_failures=2)
+        result = self.post(dom)
+        self.assertEqual('attached', result[0]['attach_state'])
+        self.assertEqual(3, len(dom.attach_calls))
+        self.assertEqual([self.dst_addr], self.owned(DST))
+        self.assertIsNone(self.attach_state(self.dst_addr))
+        self.assert_source_freed()
+
+    def test_gives_up_after_the_attempts_as_error(self):
+        dom = self.dest_domain(attach_failures=3)
+        error = self.assertRaises(exception.ReattachFailed, self.post, dom)
+        self.assertIn(self.dst_addr, str(error))
+        self.assertEqual(3, len(dom.attach_calls))
+        self.assertEqual({STANDBY_ALIAS}, dom.aliases())
+        self.assertEqual('failed', self.attach_state(self.dst_addr))
+        self.assertEqual([self.dst_addr], self.owned(DST))
+        self.assert_source_freed()
+
+
+class TestSwapPolicy(PolicyTestCase):
+
+    overrides = {'migration.reattach_failure_policy': 'swap',
+                 'migration.reattach_attempts': 2}
+
+    def test_broken_vf_is_swapped_for_another(self):
+        dom = self.dest_domain(refused_addresses={self.dst_addr})
+        result = self.post(dom)
+        new = result[0]['address']
+        self.assertNotEqual(self.dst_addr, new)
+        self.assertEqual(('attached', self.dst_addr),
+                         (result[0]['attach_state'],
+                          result[0]['swapped_from']))
+        self.assertEqual([new], self.owned(DST))
+        self.assertEqual('available', self.states(DST)[self.dst_addr])
+        vf = vf_plugin.find_vf_interface(dom.XMLDesc(0), result[0])
+        self.assertEqual((new, inv.mac(1), 42),
+                         (vf.pci_address, vf.mac, vf.vlan))
+        # Two attempts on the broken VF, one on its replacement.
+        self.assertEqual([self.dst_addr, self.dst_addr, new],
+                         [c['address'] for c in self.builder.calls])
+        self.assert_source_freed()
+
+    def test_no_spare_vf_behaves_as_error(self):
+        dom = self.dest_domain(refused_addresses={self.dst_addr})
+        self.client.allocate(self.ctxt, inv.new_uuid(), DST,
+                             [inv.request(), inv.request()], 'fill')
+        self.assertRaises(exception.ReattachFailed, self.post, dom)
+        self.assertEqual([self.dst_addr], self.owned(DST))
+        self.assertEqual('failed', self.attach_state(self.dst_addr))
+        self.assert_source_freed()
+
+    def test_every_replacement_failing_behaves_as_error(self):
+        dom = self.dest_domain(attach_failures=10)
+        self.assertRaises(exception.ReattachFailed, self.post, dom)
+        (new,) = self.owned(DST)
+        self.assertNotEqual(self.dst_addr, new)
+        self.assertEqual(4, len(dom.attach_calls))
+        self.assertEqual('failed', self.attach_state(new))
+        self.assertEqual('available', self.states(DST)[self.dst_addr])
+        self.assert_source_freed()
+
+    def test_client_capped_at_1_0_falls_back_to_error(self):
+        self.conf.set_override('vfpool', '1.0', group='upgrade_levels')
+        capped = rpcapi.VfpoolAPI(self.conf, transport=self.rpc.transport)
+        self.conf.clear_override('vfpool', group='upgrade_levels')
+        self.assertFalse(capped.can_send_version('1.1'))
+        dom = self.dest_domain(refused_addresses={self.dst_addr})
+
+        with fixtures.FakeLogger() as log:
+            self.assertRaises(exception.ReattachFailed, self.post, dom,
+                              self.plugin(DST, client=capped))
+
+        self.assertIn('capped at 1.0', log.output)
+        self.assertEqual([self.dst_addr], self.owned(DST))
+        # Nothing could be recorded either: set_attach_state is 1.1.
+        self.assertIsNone(self.attach_state(self.dst_addr))
+        self.assert_source_freed()
+
+
+class TestDegradePolicy(PolicyTestCase):
+
+    overrides = {'migration.reattach_failure_policy': 'degrade',
+                 'migration.reattach_attempts': 3}
+
+    def test_guest_stays_on_its_standby(self):
+        dom = self.dest_domain(attach_failures=1)
+        result = self.post(dom)
+        self.assertEqual('detached', result[0]['attach_state'])
+        self.assertEqual(1, len(dom.attach_calls))
+        self.assertEqual({STANDBY_ALIAS}, dom.aliases())
+        self.assertEqual('detached', self.attach_state(self.dst_addr))
+        self.assertEqual([self.dst_addr], self.owned(DST))
+        self.assert_source_freed()
+
+        # Later, an operator plugs it back.
+        done = self.plugin(DST).reattach_degraded_vfs(
+            self.ctxt, self.instance, dom)
+        self.assertEqual([self.dst_addr], [a['address'] for a in done])
+        self.assertEqual('attached', self.attach_state(self.dst_addr))
+        self.assertIsNotNone(vf_plugin.find_vf_interface(
+            dom.XMLDesc(0), self.pair['dest']))
+
+
+class TestErrorPolicy(PolicyTestCase):
+
+    overrides = {'migration.reattach_failure_policy': 'error',
+                 'migration.reattach_attempts': 3}
+
+    def test_real_libvirt_refusal_raises_and_records(self):
+        libvirt.registerErrorHandler(lambda ctx, err: None, None)
+        self.addCleanup(libvirt.registerErrorHandler, None, None)
+        conn = libvirt.open('test:///default')
+        self.addCleanup(conn.close)
+        dom = conn.defineXML(
+            '<domain type="test"><name>g-%s</name><memory>131072</memory>'
+            '<os><type>hvm</type></os><devices/></domain>'
+            % uuid.uuid4().hex[:8])
+        dom.create()
+        self.addCleanup(dom.undefine)
+        self.addCleanup(dom.destroy)
+
+        error = self.assertRaises(exception.ReattachFailed, self.post, dom)
+
+        self.assertIn('not supported', str(error))
+        self.assertEqual(set(), vf_xml.device_aliases(dom.XMLDesc(0)))
+        self.assertEqual('failed', self.attach_state(self.dst_addr))
+        self.assertEqual([self.dst_addr], self.owned(DST))
+        self.assert_source_freed()
+
+    def test_one_attempt_only(self):
+        dom = self.dest_domain(attach_failures=1)
+        self.assertRaises(exception.ReattachFailed, self.post, dom)
+        self.assertEqual(1, len(dom.attach_calls))
+
+
+class TestRollbackAtSourcePolicy(PluginTestCase):
+
+    overrides = {'migration.reattach_failure_policy': 'degrade'}
+
+    def test_source_vf_that_will_not_go_back_is_recorded(self):
+        src_plugin, _dst, pair = self.migrate_to_destination()
+        src_dom = self.dest_domain(attach_failures=1)
+
+        self.assertEqual([], src_plugin.rollback_live_migration_at_source(
+            self.ctxt, self.instance, self.migration, src_dom))
+
+        self.assertEqual('detached',
+                         self.attach_state(pair['source']['address']))
+        self.assertEqual(('allocated', self.instance, None),
+                         self.table(SRC)[pair['source']['address']])
+        self.assertEqual('available',
+                         self.states(DST)[pair['dest']['address']])
+
+
+class TestAliases(testtools.TestCase):
+
+    def test_alias_follows_the_mac(self):
+        self.assertEqual('ua-vf-fa163e000001', vf_plugin.vf_alias(
+            {'address': '0000:05:10.0', 'mac': 'FA:16:3E:00:00:01'}))
+        self.assertEqual('ua-vf-00000510.0'.replace('.', ''),
+                         vf_plugin.vf_alias({'address': '0000:05:10.0',
+                                             'mac': None}))
+
+    def test_standby_sharing_the_mac_is_not_the_vf(self):
+        xml = ('<domain><devices><interface type="user">'
+               '<mac address="fa:16:3e:00:00:01"/><teaming type="persistent"/>'
+               '<alias name="ua-standby"/></interface></devices></domain>')
+        self.assertIsNone(vf_plugin.find_vf_interface(
+            xml, {'address': '0000:05:10.0', 'mac': 'fa:16:3e:00:00:01'}))
