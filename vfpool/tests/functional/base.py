@@ -15,8 +15,8 @@ import time
 import uuid
 
 import fixtures
+from oslotest import base
 import sqlalchemy as sa
-import testtools
 
 from vfpool.tests import fixtures as vfpool_fixtures
 
@@ -219,9 +219,8 @@ class ServiceStack(fixtures.Fixture):
                                 proc.name, open(proc.log_path).read()[-3000:]))
 
 
-class FunctionalTestCase(testtools.TestCase):
-    def setUp(self):
-        super().setUp()
-        self.useFixture(fixtures.Timeout(
-            int(os.environ.get('OS_TEST_TIMEOUT', 600)), gentle=True))
-        self.useFixture(fixtures.NestedTempfile())
+class FunctionalTestCase(base.BaseTestCase):
+    """oslotest's base: a timeout, and output captured.
+
+    The server logs a test prints are so shown only when it fails.
+    """
