@@ -99,7 +99,7 @@ for i in $(seq 1 60); do
 import json, sys
 networks = json.load(sys.stdin)["physical_networks"]
 print(json.dumps({n: sum(c.values()) for n, c in sorted(networks.items())}))
-'); then
+' 2>/dev/null); then
         [[ "$counts" == "$EXPECTED" ]] && break
     fi
     sleep 1

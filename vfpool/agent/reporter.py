@@ -201,6 +201,19 @@ def _ignore_libvirt_error(_ctxt, _error) -> None:
     """
 
 
+def report_timeout(conf) -> int:
+    """How long to wait for the server's answer to one report.
+
+    A report sent before any server has declared the topic's queue is
+    dropped by the broker and only a timeout tells; waiting the default
+    minute would delay the first inventory of a host started together
+    with its server by that much.  Tied to the report interval, within
+    bounds that leave a busy server time to answer.
+    """
+    rpc_timeout = conf.rpc_response_timeout
+    return max(10, min(rpc_timeout, conf.agent.report_interval))
+
+
 class AgentService(service.Service):
     """Runs :class:`Reporter` on a dynamic timer.
 
@@ -227,7 +240,8 @@ class AgentService(service.Service):
         libvirt.registerErrorHandler(_ignore_libvirt_error, None)
         self.transport = rpc.get_transport(self.conf)
         api = rpcapi.VfpoolAPI(self.conf, transport=self.transport,
-                               retry=SEND_RETRIES)
+                               retry=SEND_RETRIES,
+                               timeout=report_timeout(self.conf))
         self.reporter = Reporter(self.conf, self.specs, api)
         self.tg.add_dynamic_timer_args(self.reporter.run_once,
                                        stop_on_exception=False)

@@ -361,3 +361,17 @@ class _DyingConnection(_Connection):
 
 def _dying_during_discovery(uri):
     return _DyingConnection(uri)
+
+
+class TestReportTimeout(testtools.TestCase):
+    def timeout(self, interval, rpc_timeout=60):
+        conf = self.useFixture(vfpool_fixtures.Conf(**{
+            'agent.report_interval': interval,
+            'rpc_response_timeout': rpc_timeout})).conf
+        return reporter.report_timeout(conf)
+
+    def test_follows_the_report_interval_within_bounds(self):
+        self.assertEqual(10, self.timeout(1))
+        self.assertEqual(30, self.timeout(30))
+        self.assertEqual(60, self.timeout(600))
+        self.assertEqual(20, self.timeout(600, rpc_timeout=20))
