@@ -122,7 +122,8 @@ def allocations(session, instance_uuid: str, host_id: int | None = None,
     if host_id is not None:
         criteria.append(VF.host_id == host_id)
     rows = vf_obj.with_pf(session, *criteria)
-    names = host_obj.names_by_id(session, {vf.host_id for vf in rows})
+    names = host_obj.names_by_id(
+        session, {vf.host_id for vf in rows}) if extra else {}
     result = []
     for vf in rows:
         alloc = vf_obj.allocation(vf)

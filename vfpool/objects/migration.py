@@ -161,7 +161,7 @@ def prepare(context, migration_uuid: str, instance_uuid: str,
                  migration_uuid=migration_uuid, request_id=vf.request_id,
                  attach_state=None),
             numa_policy=numa_policy, exclude=taken, host_id=dest_id,
-            host_name=dest_host)
+            host_name=dest_host, spread=True)
         if claimed is None:
             raise _why_no_dest(session, dest_host, request)
         dest_vf_id, dest_id, dest_alloc = claimed
@@ -229,11 +229,6 @@ def _lost_race() -> db_exc.RetryRequest:
     return db_exc.RetryRequest(exception.Conflict())
 
 
-def _links(session, migration: models.Migration):
-    return session.execute(sa.select(MigrationVF).where(
-        MigrationVF.migration_id == migration.id)).scalars().all()
-
-
 def _set_state(session, migration, from_state: str, to_state: str) -> bool:
     return bool(session.execute(
         sa.update(Migration).where(Migration.id == migration.id,
@@ -252,7 +247,19 @@ def complete(context, migration_uuid: str) -> list[dict]:
     back if they are still free; otherwise LeaseExpired and no change.
     """
     session = context.session
-    row = _get(session, migration_uuid)
+    # The migration and its links in one Core query.
+    rows = session.connection().execute(
+        sa.select(Migration.id, Migration.uuid, Migration.instance_uuid,
+                  Migration.state, Migration.dest_host_id,
+                  MigrationVF.source_vf_id, MigrationVF.dest_vf_id,
+                  MigrationVF.request_id, MigrationVF.mac,
+                  MigrationVF.vlan, MigrationVF.port_id)
+        .outerjoin(MigrationVF, MigrationVF.migration_id == Migration.id)
+        .where(Migration.uuid == migration_uuid)
+        .order_by(MigrationVF.id)).all()
+    if not rows:
+        raise exception.MigrationNotFound(migration_uuid=migration_uuid)
+    row = rows[0]
     if row.state == models.COMPLETED:
         return allocation_obj.allocations(session, row.instance_uuid,
                                           row.dest_host_id)
@@ -260,7 +267,7 @@ def complete(context, migration_uuid: str) -> list[dict]:
         raise exception.MigrationStateConflict(
             migration_uuid=migration_uuid, state=row.state,
             action='completed')
-    links = _links(session, row)
+    links = [r for r in rows if r.dest_vf_id is not None]
     dest_ids = [link.dest_vf_id for link in links]
     source_ids = [link.source_vf_id for link in links]
     if row.state == models.EXPIRED:
