@@ -43,6 +43,9 @@ _loop_lock = threading.Lock()
 _loop_thread: threading.Thread | None = None
 
 
+_host_loop = False
+
+
 def start_event_loop() -> None:
     """Register libvirt's default event loop and run it in a daemon thread.
 
@@ -62,7 +65,23 @@ def start_event_loop() -> None:
         LOG.info('Started the libvirt default event loop thread')
 
 
+def use_host_event_loop() -> None:
+    """Declare that the embedding process already runs libvirt's loop.
+
+    Nova's libvirt driver registers and runs libvirt's default event
+    implementation itself; a second runner thread would compete with it.
+    After this call :func:`start_event_loop` leaves the loop to the host
+    process, and vfpool's callbacks are dispatched by the host's thread.
+    """
+    global _loop_thread, _host_loop
+    with _loop_lock:
+        _host_loop = True
+        _loop_thread = _loop_thread or threading.current_thread()
+
+
 def event_loop_running() -> bool:
+    if _host_loop:
+        return True
     return _loop_thread is not None and _loop_thread.is_alive()
 
 
