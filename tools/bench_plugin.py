@@ -277,6 +277,7 @@ def plugin_overhead(ctx) -> list[str]:
                 samples.append((total, dict(clock.seconds),
                                 dict(clock.calls), dict(clock.methods)))
     finally:
+        registry.close()
         remove_guest()
         client.release(rpc_ctxt, instance)
     return _report(ctx, mode, pings, samples, errors)

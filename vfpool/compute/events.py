@@ -206,6 +206,20 @@ class DeviceEventRegistry:
                 for callback_id in entry[1]:
                     _deregister(conn, callback_id)
 
+    def close(self) -> None:
+        """Drop the callbacks on every watched connection.
+
+        libvirt refuses a second subscription of the same event on one
+        connection, so a registry that is done must let go before another
+        one watches the same connection.
+        """
+        with self._watch_lock:
+            entries = list(self._watched.values())
+            self._watched.clear()
+        for conn, callback_ids in entries:
+            for callback_id in callback_ids:
+                _deregister(conn, callback_id)
+
     def is_watching(self, conn: libvirt.virConnect) -> bool:
         with self._watch_lock:
             return id(conn) in self._watched

@@ -483,9 +483,18 @@ class TestMigrationFlow(PluginTestCase):
             expired = migration_obj.reap_expired(
                 vfpool_context.get_admin_context())
         self.assertEqual([(self.migration, 1)], expired)
-        other = self.client.allocate(self.ctxt, inv.new_uuid(), DST,
-                                     [inv.request()], 'other')
-        self.assertEqual(claimed, other[0]['address'])
+        # Other guests take every VF, then all but the claimed one leave:
+        # exactly that VF is gone, another is free.
+        others = {}
+        for i in range(3):
+            instance = inv.new_uuid()
+            others[self.client.allocate(
+                self.ctxt, instance, DST, [inv.request()],
+                'other-%d' % i)[0]['address']] = instance
+        self.assertIn(claimed, others)
+        for address, instance in others.items():
+            if address != claimed:
+                self.client.release(self.ctxt, instance)
         dst_dom = self.dest_domain()
 
         result = dst_plugin.post_live_migration_at_destination(
