@@ -161,7 +161,7 @@ def prepare(context, migration_uuid: str, instance_uuid: str,
                  migration_uuid=migration_uuid, request_id=vf.request_id,
                  attach_state=None),
             numa_policy=numa_policy, exclude=taken, host_id=dest_id,
-            host_name=dest_host, spread=True)
+            host_name=dest_host)
         if claimed is None:
             raise _why_no_dest(session, dest_host, request)
         dest_vf_id, dest_id, dest_alloc = claimed

@@ -7,7 +7,6 @@ PostgreSQL alike, with any number of servers, because the database
 re-checks the WHERE clause against the latest committed row.
 """
 
-import random
 
 from oslo_utils import timeutils
 import sqlalchemy as sa
@@ -102,8 +101,7 @@ def free(session, criteria) -> int:
 def claim(session, request: dict, to_state: str, values: dict,
           numa_policy: str = 'preferred', exclude: set | None = None,
           host_id: int | None = None,
-          host_name: str | None = None,
-          spread: bool = False) -> tuple[int, int, dict] | None:
+          host_name: str | None = None) -> tuple[int, int, dict] | None:
     """Win one available VF matching ``request`` on a host.
 
     The host is given by id, or by name (then a disabled host has no
@@ -140,13 +138,6 @@ def claim(session, request: dict, to_state: str, values: dict,
             .limit(_CANDIDATES)).all()
         if not candidates:
             return None
-        if spread:
-            # Concurrent migrations to one host would all try the lowest
-            # id first and queue behind its row lock until its winner
-            # commits; spread them over the best NUMA tier instead.
-            best = _tier(candidates[0], numa, numa_policy)
-            candidates.sort(key=lambda c: (
-                _tier(c, numa, numa_policy) != best, random.random()))
         for vf in candidates:
             won = conn.execute(
                 sa.update(VF)
@@ -159,11 +150,6 @@ def claim(session, request: dict, to_state: str, values: dict,
                     vf, mac=values.get('mac'), vlan=values.get('vlan'),
                     port_id=values.get('port_id'))
             exclude.add(vf.id)
-
-
-def _tier(vf, numa, numa_policy) -> int:
-    return int(numa_policy == 'preferred' and numa is not None
-               and vf.numa_node != numa)
 
 
 def no_vf(host: str, request: dict) -> exception.NoAvailableVF:
