@@ -46,6 +46,10 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 if os.path.dirname(HERE) not in sys.path:
     sys.path.insert(0, os.path.dirname(HERE))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from bench import percentile  # noqa: E402  (tools/ is not a package)
 
 #: Migrations measured per run when the caller does not say (each costs
 #: ~0.1-0.2 s of real guest time under QEMU/TCG).
@@ -54,16 +58,6 @@ DEFAULT_WARMUP = 5
 STANDBY_MAC = '52:54:00:00:00:01'
 #: Informational target: the plugin's own work per migration, in pings.
 OWN_WORK_VS_PING = 2.0
-
-
-def percentile(values: list, pct: float) -> float | None:
-    if not values:
-        return None
-    data = sorted(values)
-    rank = (len(data) - 1) * pct / 100.0
-    low = int(rank)
-    high = min(low + 1, len(data) - 1)
-    return data[low] + (data[high] - data[low]) * (rank - low)
 
 
 class Clock:
