@@ -43,7 +43,6 @@ fi
 tools/build-tiny-guest.sh .tiny-guest
 
 step "tox"
-export VFPOOL_FUNCTIONAL_CONCURRENCY=${VFPOOL_FUNCTIONAL_CONCURRENCY:-2}
 $PYTHON -m tox -e pep8,py3,genconfig,docs,releasenotes
 $PYTHON -m tox -e functional -- "$@"
 

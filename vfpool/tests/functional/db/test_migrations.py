@@ -8,6 +8,10 @@ from vfpool.db import migration
 from vfpool.db import models
 from vfpool.tests.functional import base
 
+# Each scenario is its own test id, so that stestr can place each one
+# on a worker of its own (see tools/functional-workers.yaml).
+load_tests = testscenarios.load_tests_apply_scenarios
+
 BACKENDS = [(b, {'backend': b}) for b in ('sqlite', 'mysql', 'postgresql')]
 
 

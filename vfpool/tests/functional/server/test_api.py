@@ -6,6 +6,10 @@ import testscenarios
 from vfpool.tests import api_cases
 from vfpool.tests.functional import base
 
+# Each scenario is its own test id, so that stestr can place each one
+# on a worker of its own (see tools/functional-workers.yaml).
+load_tests = testscenarios.load_tests_apply_scenarios
+
 BACKENDS = [(name, {'backend': name})
             for name in ('sqlite', 'mysql', 'postgresql')]
 

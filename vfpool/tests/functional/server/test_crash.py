@@ -22,6 +22,10 @@ from vfpool.tests import api_cases
 from vfpool.tests.functional import base
 from vfpool.tests import inventory as inv
 
+# Each scenario is its own test id, so that stestr can place each one
+# on a worker of its own (see tools/functional-workers.yaml).
+load_tests = testscenarios.load_tests_apply_scenarios
+
 CALLERS = 16
 LEASE = 3
 REAPER_INTERVAL = 1

@@ -9,6 +9,10 @@ from vfpool.tests import api_cases
 from vfpool.tests.functional import base
 from vfpool.tests import inventory as inv
 
+# Each scenario is its own test id, so that stestr can place each one
+# on a worker of its own (see tools/functional-workers.yaml).
+load_tests = testscenarios.load_tests_apply_scenarios
+
 REAPER_INTERVAL = 1
 # Time for RPC round trips and a busy machine on top of the promise.
 SLACK = 2.0

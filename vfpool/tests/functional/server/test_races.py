@@ -22,6 +22,10 @@ from vfpool import rpcapi
 from vfpool.tests.functional import base
 from vfpool.tests import inventory as inv
 
+# Each scenario is its own test id, so that stestr can place each one
+# on a worker of its own (see tools/functional-workers.yaml).
+load_tests = testscenarios.load_tests_apply_scenarios
+
 CALLERS = 32
 VFS = 8
 ROUNDS = int(os.environ.get('VFPOOL_RACE_ROUNDS', 200))
