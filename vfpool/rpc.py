@@ -10,16 +10,15 @@ from oslo_messaging import opts as messaging_opts
 ALLOWED_EXMODS = ['vfpool.exception']
 
 
-def _unlisted_groups() -> list:
-    """oslo.messaging option groups its own ``list_opts`` leaves out."""
+def list_opts() -> list:
+    """oslo.messaging option groups its own ``list_opts`` leaves out.
+
+    Registered by :func:`register_opts` and listed in the sample config
+    through the ``vfpool.messaging`` generator namespace.
+    """
     return [
         ('oslo_messaging_tracing', _tracing_client.oslo_messaging_tracing),
         ('oslo_messaging_metrics', _metrics_client.oslo_messaging_metrics)]
-
-
-def list_opts() -> list:
-    """The groups above, for the sample config (``vfpool.messaging``)."""
-    return [(group, list(opts)) for group, opts in _unlisted_groups()]
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
@@ -33,7 +32,7 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     before a transport exists.
     """
     messaging.set_transport_defaults(control_exchange='vfpool')
-    groups = list(messaging_opts.list_opts()) + _unlisted_groups()
+    groups = list(messaging_opts.list_opts()) + list_opts()
     for group, opts in groups:
         for opt in opts:
             try:
