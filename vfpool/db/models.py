@@ -16,12 +16,15 @@ RESERVED = 'reserved'
 MISSING = 'missing'
 VF_STATES = (AVAILABLE, CLAIMED, ALLOCATED, RESERVED, MISSING)
 
-# Migration states.
+# Migration states (doc/source/contributor/state-machine.rst).
 IN_PROGRESS = 'in_progress'
+MOVING = 'moving'
 COMPLETED = 'completed'
 ABORTED = 'aborted'
 EXPIRED = 'expired'
-MIGRATION_STATES = (IN_PROGRESS, COMPLETED, ABORTED, EXPIRED)
+MIGRATION_STATES = (IN_PROGRESS, MOVING, COMPLETED, ABORTED, EXPIRED)
+#: The states of a migration in flight: its claims and marks are held.
+IN_FLIGHT = (IN_PROGRESS, MOVING)
 
 # Whether an allocated VF is really plugged into its guest, as the compute
 # plugin last recorded it (NULL: never reported).
@@ -93,6 +96,7 @@ class VirtualFunction(TimestampMixin, Base):
         sa.Index('vfs_migration_uuid_idx', 'migration_uuid'),
         sa.Index('vfs_request_id_idx', 'request_id'),
         sa.Index('vfs_pf_id_idx', 'pf_id'),
+        sa.Index('vfs_mac_idx', 'mac'),
         {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
     )
 
@@ -141,11 +145,21 @@ class AllocationRequest(Base):
 
 
 class Migration(TimestampMixin, Base):
+    """A live migration of one instance's VFs between two hosts.
+
+    ``in_flight_instance_uuid`` is the instance's uuid while the state is
+    in :data:`IN_FLIGHT` and NULL otherwise; its unique index is what
+    keeps an instance to one migration in flight, on every backend (NULLs
+    are distinct), whatever a concurrent transaction's snapshot shows.
+    """
+
     __tablename__ = 'migrations'
     __table_args__ = (
         sa.UniqueConstraint('uuid', name='uniq_migrations0uuid'),
         sa.Index('migrations_instance_uuid_idx', 'instance_uuid'),
         sa.Index('migrations_state_lease_idx', 'state', 'lease_expires_at'),
+        sa.Index('uniq_migrations0in_flight_instance_uuid',
+                 'in_flight_instance_uuid', unique=True),
         {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
     )
 
@@ -158,6 +172,7 @@ class Migration(TimestampMixin, Base):
                              nullable=False)
     state = sa.Column(sa.String(16), nullable=False, default=IN_PROGRESS)
     lease_expires_at = sa.Column(DateTime, nullable=False)
+    in_flight_instance_uuid = sa.Column(sa.String(36), nullable=True)
 
 
 class MigrationVF(Base):

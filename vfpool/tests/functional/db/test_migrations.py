@@ -1,5 +1,7 @@
 """The alembic migrations against the models, on every backend."""
 
+import datetime
+
 from oslo_db.sqlalchemy import test_migrations
 import sqlalchemy as sa
 import testscenarios
@@ -64,3 +66,34 @@ class TestUpgrade(testscenarios.WithScenarios, base.FunctionalTestCase):
                     "SELECT DISTINCT engine FROM information_schema.tables "
                     "WHERE table_schema = DATABASE()").scalars().all()
             self.assertEqual(['InnoDB'], engines)
+
+    def test_in_flight_migrations_keep_one_per_instance(self):
+        # c2b1d0e70002 marks the migrations in progress as in flight; of
+        # two in progress for one instance (the race it closes could make
+        # them), only the newest is, so that the unique index can exist.
+        url = self.useFixture(base.ScratchDatabase(self.backend)).url
+        engine = sa.create_engine(url)
+        self.addCleanup(engine.dispose)
+        migration.upgrade('b1a0c0de0001', engine=engine)
+        now = datetime.datetime(2026, 1, 1)
+        meta = sa.MetaData()
+        hosts = sa.Table('hosts', meta, autoload_with=engine)
+        migrations = sa.Table('migrations', meta, autoload_with=engine)
+        with engine.begin() as conn:
+            conn.execute(hosts.insert(), [
+                dict(id=1, name='a', disabled=False, created_at=now),
+                dict(id=2, name='b', disabled=False, created_at=now)])
+            conn.execute(migrations.insert(), [
+                dict(id=i + 1, uuid='m%d' % i, instance_uuid=instance,
+                     source_host_id=1, dest_host_id=2, state=state,
+                     lease_expires_at=now, created_at=now)
+                for i, (instance, state) in enumerate([
+                    ('i1', 'in_progress'), ('i1', 'in_progress'),
+                    ('i2', 'completed'), ('i3', 'in_progress')])])
+        migration.upgrade(engine=engine)
+        with engine.connect() as conn:
+            marked = dict(conn.execute(sa.text(
+                'SELECT uuid, in_flight_instance_uuid FROM migrations'))
+                .all())
+        self.assertEqual({'m0': None, 'm1': 'i1', 'm2': None, 'm3': 'i3'},
+                         marked)
