@@ -20,6 +20,7 @@ EVENTS = {
     'vfpool.allocation.create': 'AllocationPayload',
     'vfpool.allocation.release': 'ReleasePayload',
     'vfpool.migration.claim': 'MigrationPayload',
+    'vfpool.migration.begin': 'MigrationPayload',
     'vfpool.migration.complete': 'MigrationPayload',
     'vfpool.migration.abort': 'MigrationPayload',
     'vfpool.migration.expire': 'MigrationPayload',

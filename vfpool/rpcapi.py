@@ -7,6 +7,15 @@ API version history:
         get_instance, get_host
 * 1.1 - ping, replace_allocation (the "swap" re-attach policy),
         set_attach_state (the "degrade" and "error" policies)
+* 1.2 - begin_migration (the ``moving`` state: no lease frees a VF once
+        the source detaches); complete_migration(reclaim=True);
+        prepare_migration retargets a migration in progress to another
+        destination under the same uuid, and answers ``[]`` for an
+        instance without VFs even on hosts vfpool does not know;
+        allocate assigns a MAC to a request without one.  The client
+        sends prepare_migration and allocate at 1.2 whenever it may, so
+        that a server too old for those answers refuses rather than
+        answering differently.
 
 Every method is a ``call``.  Errors arrive as the very classes of
 ``vfpool.exception`` that the server raised.  A client caps what it
@@ -21,7 +30,7 @@ import oslo_messaging as messaging
 
 from vfpool import rpc
 
-RPC_API_VERSION = '1.1'
+RPC_API_VERSION = '1.2'
 
 
 class VersionTooNew(Exception):
@@ -49,6 +58,13 @@ class VfpoolAPI:
     def can_send_version(self, version: str) -> bool:
         return self.client.can_send_version(version)
 
+    def _newest(self, *versions: str) -> str:
+        """The first of ``versions`` (newest first) the cap allows."""
+        for version in versions[:-1]:
+            if self.can_send_version(version):
+                return version
+        return versions[-1]
+
     def _call(self, context, version: str, method: str, **kwargs):
         if not self.can_send_version(version):
             raise VersionTooNew('%s needs RPC version %s; capped at %s'
@@ -64,7 +80,7 @@ class VfpoolAPI:
 
     def allocate(self, context, instance_uuid: str, host: str,
                  requests: list, request_id: str) -> list:
-        return self._call(context, '1.0', 'allocate',
+        return self._call(context, self._newest('1.2', '1.0'), 'allocate',
                           instance_uuid=instance_uuid, host=host,
                           requests=requests, request_id=request_id)
 
@@ -80,8 +96,8 @@ class VfpoolAPI:
                           lease_seconds: int | None = None) -> list:
         kwargs = {} if lease_seconds is None else {
             'lease_seconds': lease_seconds}
-        return self._call(context, '1.0', 'prepare_migration',
-                          migration_uuid=migration_uuid,
+        return self._call(context, self._newest('1.2', '1.0'),
+                          'prepare_migration', migration_uuid=migration_uuid,
                           instance_uuid=instance_uuid,
                           source_host=source_host, dest_host=dest_host,
                           **kwargs)
@@ -93,7 +109,16 @@ class VfpoolAPI:
         return self._call(context, '1.0', 'renew_migration',
                           migration_uuid=migration_uuid, **kwargs)
 
-    def complete_migration(self, context, migration_uuid: str) -> list:
+    def complete_migration(self, context, migration_uuid: str,
+                           reclaim: bool = False) -> list:
+        """``reclaim`` (1.2): after a lapsed lease, settle what can be had.
+
+        Without it a migration whose destination VFs were taken since its
+        lease expired raises LeaseExpired and nothing changes.
+        """
+        if reclaim:
+            return self._call(context, '1.2', 'complete_migration',
+                              migration_uuid=migration_uuid, reclaim=True)
         return self._call(context, '1.0', 'complete_migration',
                           migration_uuid=migration_uuid)
 
@@ -124,6 +149,16 @@ class VfpoolAPI:
         return self._call(context, '1.1', 'set_attach_state',
                           instance_uuid=instance_uuid, host=host,
                           address=address, attach_state=attach_state)
+
+    # 1.2
+
+    def begin_migration(self, context, migration_uuid: str,
+                        lease_seconds: int | None = None) -> str:
+        """Say the source is about to detach; returns the new expiry."""
+        kwargs = {} if lease_seconds is None else {
+            'lease_seconds': lease_seconds}
+        return self._call(context, '1.2', 'begin_migration',
+                          migration_uuid=migration_uuid, **kwargs)
 
 
 def _ctxt(context) -> dict:

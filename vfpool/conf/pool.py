@@ -1,5 +1,9 @@
 from oslo_config import cfg
 
+#: Nova's own prefix (``[DEFAULT] base_mac`` there): an operator who lets
+#: both assign MACs keeps them in one recognisable range.
+DEFAULT_MAC_PREFIX = 'fa:16:3e'
+
 pool_group = cfg.OptGroup(
     'pool', title='VF pool options',
     help='How the server claims VFs and expires leases.')
@@ -33,6 +37,16 @@ pool_opts = [
                  ('ignore', 'NUMA placement plays no role.')],
         help='How NUMA affinity of the source VF is honoured when '
              'choosing a destination VF.'),
+    cfg.StrOpt(
+        'mac_prefix',
+        default=DEFAULT_MAC_PREFIX,
+        # One to five octets, the first one unicast (its lowest bit 0).
+        regex=r'^[0-9a-fA-F][02468aceACE](:[0-9a-fA-F]{2}){0,4}$',
+        help='The first octets of the MACs the server assigns to '
+             'allocations requested without one (the default is '
+             "Nova's); the remaining octets are random, and a MAC a VF "
+             'holds already is never assigned again. One to five '
+             'colon-separated octets, the first one unicast.'),
 ]
 
 

@@ -14,7 +14,7 @@ Three kinds of disagreement are looked for:
 * allocated VFs that their instance's domain does not use although the
   inventory does not record them as detached
   (``allocation_not_attached``), or the reverse (``attach_state_stale``).
-  Source VFs of a migration in progress are skipped: the compute plugin
+  Source VFs of a migration in flight are skipped: the compute plugin
   detaches them on purpose.
 
 ``--fix`` only does what cannot hurt a guest: it frees leaked claims
@@ -32,6 +32,7 @@ from vfpool.manage import domains
 from vfpool.objects import admin
 from vfpool.objects import host as host_obj
 from vfpool.objects import migration as migration_obj
+from vfpool.objects import migration_view
 from vfpool import validation as v
 
 ORPHAN_CLAIM = admin.ORPHAN_CLAIM
@@ -94,7 +95,7 @@ def _attachment_problems(vfs: list[dict], guests: dict) -> list[dict]:
                 % (', '.join(sorted(strangers)), holder),
                 'reserve the VF' if free else None, strangers))
         if (vf['state'] != models.ALLOCATED
-                or vf['migration_state'] == models.IN_PROGRESS):
+                or vf['migration_state'] in models.IN_FLIGHT):
             continue
         owner = vf['instance_uuid']
         plugged = owner in using
@@ -131,7 +132,7 @@ def _expire_lapsed(conf, context, problems: list[dict]) -> None:
     done = {migration_uuid for migration_uuid, _freed in reaped}
     for problem in problems:
         uuid = problem['migration_uuid']
-        problem['fixed'] = uuid in done or migration_obj.get(
+        problem['fixed'] = uuid in done or migration_view.get(
             context, uuid)['state'] != models.IN_PROGRESS
 
 

@@ -5,6 +5,7 @@ from oslo_config import cfg
 from vfpool.manage import cli
 from vfpool.objects import admin
 from vfpool.objects import allocation as allocation_obj
+from vfpool.objects import instance as instance_obj
 from vfpool import validation as v
 
 _COLUMNS = ['Host', 'Address', 'PF', 'Physical network', 'State', 'MAC',
@@ -21,7 +22,7 @@ def show_instance(conf: cfg.ConfigOpts) -> int:
     instance_uuid = cli.check(v.uuid, 'uuid', conf.command.uuid)
     cli.configure_db(conf)
     context = cli.admin_context()
-    result = allocation_obj.get_instance(context, instance_uuid)
+    result = instance_obj.get_instance(context, instance_uuid)
     vfs = admin.list_vfs(context, instance_uuid=instance_uuid)
     if not vfs and result['migration'] is None:
         raise cli.CommandError('instance %s holds no VF and has no '

@@ -1,14 +1,21 @@
-"""``vfpool-manage migration``: migrations and their claims."""
+"""``vfpool-manage migration``: migrations and their claims.
+
+A ``moving`` migration whose lease lapsed is *stalled*: its guest may run
+on either host, so no server ever frees anything of it; an operator who
+knows where the guest runs finishes it here (``complete`` if it runs on
+the destination, ``abort`` if it runs on the source).
+"""
 
 from oslo_config import cfg
 
 from vfpool.db import models
 from vfpool.manage import cli
 from vfpool.objects import migration as migration_obj
+from vfpool.objects import migration_view
 from vfpool import validation as v
 
 _LIST_COLUMNS = ['UUID', 'Instance', 'Source', 'Destination', 'State',
-                 'Lease expires', 'VFs (source -> destination)']
+                 'Lease expires', 'Stalled', 'VFs (source -> destination)']
 
 
 def _pairs(migration: dict) -> str:
@@ -21,45 +28,94 @@ def _row(migration: dict) -> list:
     return [migration['uuid'], migration['instance_uuid'],
             migration['source_host'], migration['dest_host'],
             migration['state'], migration['lease_expires_at'],
-            _pairs(migration)]
+            migration['stalled'], _pairs(migration)]
 
 
 def list_migrations(conf: cfg.ConfigOpts) -> int:
     host = cli.check(v.name, 'host', conf.command.host_name)
     cli.configure_db(conf)
-    migrations = migration_obj.list_migrations(
-        cli.admin_context(), state=conf.command.state, host=host)
+    migrations = migration_view.list_migrations(
+        cli.admin_context(), state=conf.command.state, host=host,
+        only_stalled=conf.command.stalled)
     cli.show(conf, migrations, cli.table(
         _LIST_COLUMNS, [_row(m) for m in migrations]))
     return cli.EXIT_OK
+
+
+def _where(migration: dict) -> str:
+    return 'instance %s (%s -> %s)' % (
+        migration['instance_uuid'], migration['source_host'],
+        migration['dest_host'])
+
+
+def _moving_warning(migration: dict, runs_on: str) -> list[str]:
+    if migration['state'] != models.MOVING:
+        return []
+    return ['The migration is moving: its VFs may have been detached '
+            'already. Only do this if the guest runs on %s.'
+            % migration[runs_on]]
 
 
 def abort_migration(conf: cfg.ConfigOpts) -> int:
     migration_uuid = cli.check(v.uuid, 'uuid', conf.command.uuid)
     cli.configure_db(conf)
     context = cli.admin_context()
-    migration = migration_obj.get(context, migration_uuid)
+    migration = migration_view.get(context, migration_uuid)
     state = migration['state']
     result = {'migration_uuid': migration_uuid, 'freed': 0}
     if state == models.COMPLETED:
         raise cli.CommandError(
             'migration %s is completed; it cannot be aborted'
             % migration_uuid, cli.EXIT_CONFLICT)
-    if state != models.IN_PROGRESS:
+    if state not in models.IN_FLIGHT:
         cli.note('Migration %s is already %s; nothing to do.'
                  % (migration_uuid, state))
         cli.show(conf, result, 'Freed 0 claim(s).')
         return cli.EXIT_OK
     cli.confirm(conf, [
-        'Abort migration %s of instance %s (%s -> %s): free its %d '
-        'destination claim(s); the source allocations stay. A compute '
-        'host still migrating this instance will fail to complete it.'
-        % (migration_uuid, migration['instance_uuid'],
-           migration['source_host'], migration['dest_host'],
-           len(migration['vfs']))])
+        'Abort migration %s of %s: free its %d destination claim(s); the '
+        'source allocations stay. A compute host still migrating this '
+        'instance will fail to complete it.'
+        % (migration_uuid, _where(migration), len(migration['vfs']))]
+        + _moving_warning(migration, 'source_host'))
     result['freed'] = migration_obj.abort(context, migration_uuid)
     cli.notifier(conf).emit(context, 'vfpool.migration.abort', result)
     cli.show(conf, result, 'Freed %d claim(s).' % result['freed'])
+    return cli.EXIT_OK
+
+
+def complete_migration(conf: cfg.ConfigOpts) -> int:
+    migration_uuid = cli.check(v.uuid, 'uuid', conf.command.uuid)
+    reclaim = conf.command.reclaim
+    cli.configure_db(conf)
+    context = cli.admin_context()
+    migration = migration_view.get(context, migration_uuid)
+    if migration['state'] == models.ABORTED:
+        raise cli.CommandError(
+            'migration %s is aborted; it cannot be completed'
+            % migration_uuid, cli.EXIT_CONFLICT)
+    if migration['state'] == models.COMPLETED:
+        cli.note('Migration %s is already completed; nothing to do.'
+                 % migration_uuid)
+    else:
+        cli.confirm(conf, [
+            'Complete migration %s of %s: its %d destination VF(s) become '
+            'the allocations of the instance and its VFs on %s are freed.'
+            % (migration_uuid, _where(migration), len(migration['vfs']),
+               migration['source_host'])]
+            + _moving_warning(migration, 'dest_host')
+            + (['The lease expired: VFs taken since are replaced by '
+                'equivalent free ones where there are any.']
+               if reclaim and migration['state'] == models.EXPIRED else []))
+    allocations = migration_obj.complete(context, migration_uuid,
+                                         reclaim=reclaim)
+    result = {'migration_uuid': migration_uuid, 'allocations': allocations}
+    if migration['state'] != models.COMPLETED:
+        cli.notifier(conf).emit(context, 'vfpool.migration.complete',
+                                result)
+    cli.show(conf, result, cli.table(
+        ['Destination VF', 'MAC', 'VLAN'],
+        [[a['address'], a['mac'], a['vlan']] for a in allocations]))
     return cli.EXIT_OK
 
 
@@ -72,7 +128,20 @@ def add_parsers(subparsers) -> None:
                         help='Only migrations in this state.')
     parser.add_argument('--host', dest='host_name', metavar='HOST',
                         help='Only migrations from or to this host.')
+    parser.add_argument('--stalled', action='store_true',
+                        help='Only stalled migrations: moving, with a '
+                             'lease that lapsed. Nothing frees them; '
+                             'complete or abort each one.')
     parser = cli.add_action(
         actions, 'abort', abort_migration, destructive=True,
-        help='Abort a migration in progress: free its destination claims.')
+        help='Abort a migration in flight: free its destination claims.')
     parser.add_argument('uuid', help='Migration UUID.')
+    parser = cli.add_action(
+        actions, 'complete', complete_migration, destructive=True,
+        help='Complete a migration whose guest runs on the destination: '
+             'its claims become allocations, its source VFs are freed.')
+    parser.add_argument('uuid', help='Migration UUID.')
+    parser.add_argument('--reclaim', action='store_true',
+                        help='After a lapsed lease, stand in an equivalent '
+                             'free VF for each destination VF taken '
+                             'since, instead of refusing.')

@@ -6,13 +6,13 @@ a server (a claim, a report, the reaper) either wins cleanly or changes
 nothing and says so.
 """
 
-from oslo_utils import timeutils
 import sqlalchemy as sa
 
 from vfpool.db import api as db_api
 from vfpool.db import models
 from vfpool import exception
 from vfpool.objects import host as host_obj
+from vfpool.objects import leases
 from vfpool.objects import vf as vf_obj
 from vfpool import utils
 
@@ -147,12 +147,15 @@ def unreserve(context, host: str, address: str) -> dict:
 
 def _leak_kind(vf, migration_state, lease_expires_at, now) -> str | None:
     claimed = models.CLAIMED in (vf.state, vf.prior_state)
-    moving = migration_state == models.IN_PROGRESS
-    if claimed and not moving:
+    in_flight = migration_state in models.IN_FLIGHT
+    if claimed and not in_flight:
         return ORPHAN_CLAIM
-    if claimed and lease_expires_at < now:
+    # A moving migration past its lease is stalled, not leaked: nothing
+    # may free its claims until an operator says where the guest runs.
+    if (claimed and migration_state == models.IN_PROGRESS
+            and lease_expires_at < now):
         return LAPSED_CLAIM
-    if not claimed and vf.migration_uuid and not moving:
+    if not claimed and vf.migration_uuid and not in_flight:
         return STALE_MARK
     return None
 
@@ -162,7 +165,7 @@ def leaks(context) -> list[dict]:
     """Claims and migration marks that nothing will ever clear.
 
     * ``orphan_claim``: a claimed VF whose migration is unknown or no
-      longer in progress;
+      longer in flight;
     * ``lapsed_claim``: a claimed VF whose migration is in progress past
       its lease (a running vfpool-server would have expired it);
     * ``stale_migration_mark``: an allocated VF still marked with a
@@ -172,7 +175,7 @@ def leaks(context) -> list[dict]:
     Each VF is returned with its ``leak`` kind and its ``generation``,
     for :func:`free_claim` / :func:`clear_mark` to act on exactly it.
     """
-    now = timeutils.utcnow()
+    now = leases.now()
     rows = _rows(context.session, sa.or_(
         _in_state(models.CLAIMED),
         sa.and_(_in_state(models.ALLOCATED), VF.migration_uuid.is_not(None))))

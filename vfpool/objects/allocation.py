@@ -1,15 +1,24 @@
-"""VFs owned by instances: allocate, release, look up, re-home."""
+"""VFs owned by instances: allocate, release, re-home, record attach state.
+
+Each write names the owner it expects (and, where a row was read first,
+the generation it was read at) and checks its row count: a VF that
+changed hands meanwhile is never written to on the old owner's behalf.
+"""
 
 import hashlib
 
+from oslo_db import exception as db_exc
 from oslo_serialization import jsonutils
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
+from vfpool.conf import pool as pool_conf
 from vfpool.db import api as db_api
 from vfpool.db import models
 from vfpool import exception
 from vfpool.objects import host as host_obj
+from vfpool.objects import macs
+from vfpool.objects import migration as migration_obj
 from vfpool.objects import vf as vf_obj
 
 VF = models.VirtualFunction
@@ -21,10 +30,10 @@ def _digest(*parts) -> str:
         jsonutils.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def _owner_values(instance_uuid: str, request: dict,
+def _owner_values(instance_uuid: str, request: dict, mac: str,
                   request_id: str | None) -> dict:
     return dict(instance_uuid=instance_uuid, request_id=request_id,
-                mac=request.get('mac'), vlan=request.get('vlan'),
+                mac=mac, vlan=request.get('vlan'),
                 port_id=request.get('port_id'), attach_state=None)
 
 
@@ -34,15 +43,26 @@ def _replay(session, instance_uuid: str, request_id: str) -> list[dict]:
     return [vf_obj.allocation(vf) for vf in rows]
 
 
+def _macs(session, host: str, requests: list[dict],
+          mac_prefix: str) -> list[str]:
+    """The MAC of each request: its own, or one the server assigns."""
+    given = [r['mac'] for r in requests if r.get('mac')]
+    assigned = iter(macs.assign(session, host, mac_prefix,
+                                len(requests) - len(given), set(given)))
+    return [r.get('mac') or next(assigned) for r in requests]
+
+
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
 def allocate(context, instance_uuid: str, host: str, requests: list[dict],
-             request_id: str, numa_policy: str = 'preferred') -> list[dict]:
+             request_id: str, numa_policy: str = 'preferred',
+             mac_prefix: str = pool_conf.DEFAULT_MAC_PREFIX) -> list[dict]:
     """Claim one VF per request for an instance, all or nothing.
 
     The request id is recorded first, under a unique key: a retry (or a
     concurrent duplicate) of the same request finds it and gets the same
-    allocations back instead of claiming new ones.
+    allocations back instead of claiming new ones.  A request without a
+    MAC gets one under ``mac_prefix`` (:mod:`vfpool.objects.macs`).
     """
     session = context.session
     digest = _digest(instance_uuid, host, requests)
@@ -61,10 +81,11 @@ def allocate(context, instance_uuid: str, host: str, requests: list[dict],
     session.flush()
     result = []
     taken: set = set()
-    for request in requests:
+    for request, mac in zip(requests, _macs(session, host, requests,
+                                            mac_prefix)):
         claimed = vf_obj.claim(
             session, request, models.ALLOCATED,
-            _owner_values(instance_uuid, request, request_id),
+            _owner_values(instance_uuid, request, mac, request_id),
             numa_policy=numa_policy, exclude=taken, host_id=host_row.id)
         if claimed is None:
             raise vf_obj.no_vf(host, request)
@@ -79,94 +100,54 @@ def allocate(context, instance_uuid: str, host: str, requests: list[dict],
 def release(context, instance_uuid: str, host: str | None = None) -> int:
     """Free every VF the instance holds (on ``host``, if given).
 
-    Destination claims of its migrations in flight are freed too and
-    those migrations end as aborted: the instance is gone.
+    Its migration in flight (from or to ``host``) is aborted first,
+    through the same transition as ``abort_migration``: the instance is
+    gone.  Returns the VFs freed, destination claims included.
     """
     session = context.session
     criteria = [VF.instance_uuid == instance_uuid]
     request_criteria = [Request.instance_uuid == instance_uuid]
+    host_id = None
     if host is not None:
-        host_row = host_obj.get_by_name(session, host)
-        criteria.append(VF.host_id == host_row.id)
-        request_criteria.append(Request.host_id == host_row.id)
-    migrations = {m for (m,) in session.execute(
-        sa.select(VF.migration_uuid).where(
-            *criteria, VF.migration_uuid.is_not(None))).all()}
-    freed = vf_obj.free(session, sa.and_(*criteria))
+        host_id = host_obj.get_by_name(session, host).id
+        criteria.append(VF.host_id == host_id)
+        request_criteria.append(Request.host_id == host_id)
+    freed = migration_obj.abort_in_flight(session, instance_uuid, host_id)
+    freed += vf_obj.free(session, sa.and_(*criteria))
     session.execute(sa.delete(Request).where(*request_criteria))
-    if migrations:
-        _end_migrations(session, migrations)
     return freed
 
 
-def _end_migrations(session, uuids: set) -> None:
-    Migration = models.Migration
-    session.execute(
-        sa.update(Migration)
-        .where(Migration.uuid.in_(uuids),
-               Migration.state == models.IN_PROGRESS)
-        .values(state=models.ABORTED, updated_at=timeutils.utcnow())
-        .execution_options(synchronize_session=False))
-    # Whatever the instance still holds elsewhere is no longer moving.
-    vf_obj.transition(session, sa.and_(VF.migration_uuid.in_(uuids),
-                                       VF.state != models.CLAIMED,
-                                       VF.prior_state.is_distinct_from(
-                                           models.CLAIMED)),
-                      models.ALLOCATED, migration_uuid=None)
-    vf_obj.free(session, VF.migration_uuid.in_(uuids))
+def _held(instance_uuid: str, host_id: int, address: str):
+    return sa.and_(VF.host_id == host_id, VF.address == address,
+                   vf_obj.owned_by(instance_uuid))
 
 
-def allocations(session, instance_uuid: str, host_id: int | None = None,
-                extra: bool = False) -> list[dict]:
-    criteria = [vf_obj.owned_by(instance_uuid)]
-    if host_id is not None:
-        criteria.append(VF.host_id == host_id)
-    rows = vf_obj.with_pf(session, *criteria)
-    names = host_obj.names_by_id(
-        session, {vf.host_id for vf in rows}) if extra else {}
-    result = []
-    for vf in rows:
-        alloc = vf_obj.allocation(vf)
-        if extra:
-            alloc.update(host=names[vf.host_id], state=vf.state,
-                         attach_state=vf.attach_state)
-        result.append(alloc)
-    return result
-
-
-@db_api.context_manager.reader
-def get_instance(context, instance_uuid: str) -> dict:
-    from vfpool.objects import migration as migration_obj
-    session = context.session
-    return {
-        'allocations': allocations(session, instance_uuid, extra=True),
-        'migration': migration_obj.current(session, instance_uuid),
-    }
-
-
-def _owned_vf(session, instance_uuid: str, host: str, address: str):
-    host_row = host_obj.get_by_name(session, host)
-    rows = vf_obj.with_pf(session, vf_obj.owned_by(instance_uuid),
-                          VF.host_id == host_row.id, VF.address == address)
-    if not rows:
-        raise exception.AllocationNotFound(
-            instance_uuid=instance_uuid, host=host, address=address)
-    return host_row, rows[0]
+def _not_found(instance_uuid: str, host: str, address: str):
+    return exception.AllocationNotFound(
+        instance_uuid=instance_uuid, host=host, address=address)
 
 
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
 def set_attach_state(context, instance_uuid: str, host: str, address: str,
                      attach_state: str) -> dict:
-    """Record whether an allocated VF is really plugged into its guest."""
+    """Record whether an allocated VF is really plugged into its guest.
+
+    The write itself names the owner, so it cannot land on a VF that
+    another instance won meanwhile.
+    """
     session = context.session
-    _host, vf = _owned_vf(session, instance_uuid, host, address)
-    session.execute(
-        sa.update(VF).where(VF.id == vf.id)
+    held = _held(instance_uuid, host_obj.get_by_name(session, host).id,
+                 address)
+    done = session.connection().execute(
+        sa.update(VF).where(held)
         .values(attach_state=attach_state, generation=VF.generation + 1,
-                updated_at=timeutils.utcnow())
-        .execution_options(synchronize_session=False))
-    return dict(vf_obj.allocation(vf), attach_state=attach_state)
+                updated_at=timeutils.utcnow())).rowcount
+    if not done:
+        raise _not_found(instance_uuid, host, address)
+    return dict(vf_obj.allocation(vf_obj.with_pf(session, held)[0]),
+                attach_state=attach_state)
 
 
 @db_api.retry_on_deadlock
@@ -177,14 +158,21 @@ def replace(context, instance_uuid: str, host: str, address: str,
     """Swap an allocated VF for another equivalent one on the same host.
 
     One transaction: the new VF is won (same physical network, MAC, VLAN
-    and port) before the old one is freed, so a failure changes nothing.
+    and port) before the old one is freed, so a failure changes nothing;
+    the old one is freed only as it was read (owner and generation), else
+    the whole swap starts over on fresh rows.
     """
     session = context.session
-    host_row, old = _owned_vf(session, instance_uuid, host, address)
+    host_row = host_obj.get_by_name(session, host)
+    held = _held(instance_uuid, host_row.id, address)
+    rows = vf_obj.with_pf(session, held)
+    if not rows:
+        raise _not_found(instance_uuid, host, address)
+    old = rows[0]
     if old.migration_uuid is not None:
         raise exception.MigrationInProgress(
             instance_uuid=instance_uuid, migration_uuid=old.migration_uuid)
-    request = equivalent_request(old, match_device_type)
+    request = vf_obj.equivalent_request(old, match_device_type)
     values = dict(instance_uuid=instance_uuid, request_id=old.request_id,
                   mac=old.mac, vlan=old.vlan, port_id=old.port_id,
                   attach_state=None)
@@ -193,15 +181,8 @@ def replace(context, instance_uuid: str, host: str, address: str,
                            host_id=host_row.id)
     if claimed is None:
         raise vf_obj.no_vf(host, request)
-    _vf_id, _host_id, alloc = claimed
-    vf_obj.free(session, VF.id == old.id)
-    return alloc
-
-
-def equivalent_request(vf: models.VirtualFunction,
-                       match_device_type: bool) -> dict:
-    request = {'physical_network': vf.physical_network,
-               'numa_node': vf.numa_node}
-    if match_device_type:
-        request.update(vendor_id=vf.vendor_id, product_id=vf.product_id)
-    return request
+    if not vf_obj.free(session, sa.and_(held, VF.id == old.id,
+                                        VF.generation == old.generation,
+                                        VF.migration_uuid.is_(None))):
+        raise db_exc.RetryRequest(exception.Conflict())
+    return claimed[2]

@@ -1,6 +1,12 @@
-"""Migrations: destination claims under a lease, then commit or abort."""
+"""The migration state machine (doc/source/contributor/state-machine.rst).
 
-import datetime
+:data:`TRANSITIONS` is the machine; each transition is one function here,
+which moves the migration row by one compare-and-swap (:func:`_move`) and
+the VFs in the same transaction, each under a guard of its own.  The
+state is read first only to choose the path and the answer: the swap on
+the row re-checks it against the latest committed version, so a
+transaction that lost the row to another server starts over.
+"""
 
 from oslo_db import exception as db_exc
 from oslo_log import log as logging
@@ -10,8 +16,9 @@ import sqlalchemy as sa
 from vfpool.db import api as db_api
 from vfpool.db import models
 from vfpool import exception
-from vfpool.objects import allocation as allocation_obj
 from vfpool.objects import host as host_obj
+from vfpool.objects import leases
+from vfpool.objects import migration_view as view
 from vfpool.objects import vf as vf_obj
 from vfpool import utils
 
@@ -22,84 +29,269 @@ PF = models.PhysicalFunction
 Migration = models.Migration
 MigrationVF = models.MigrationVF
 
+IN_PROGRESS = models.IN_PROGRESS
+MOVING = models.MOVING
+COMPLETED = models.COMPLETED
+ABORTED = models.ABORTED
+EXPIRED = models.EXPIRED
 
-def _get(session, migration_uuid: str) -> models.Migration:
-    row = session.execute(sa.select(Migration).where(
-        Migration.uuid == migration_uuid)).scalar_one_or_none()
-    if row is None:
-        raise exception.MigrationNotFound(migration_uuid=migration_uuid)
-    return row
-
-
-def _pairs(session, migration_id: int) -> list[dict]:
-    """The answer of prepare_migration, rebuilt from what was recorded."""
-    conn = session.connection()
-    links = conn.execute(
-        sa.select(MigrationVF).where(MigrationVF.migration_id == migration_id)
-        .order_by(MigrationVF.id)).all()
-    vf_ids = {link.source_vf_id for link in links} | {
-        link.dest_vf_id for link in links}
-    rows = {vf.id: vf for vf in
-            vf_obj.with_pf(session, VF.id.in_(vf_ids))} if vf_ids else {}
-    result = []
-    for link in links:
-        owner = dict(mac=link.mac, vlan=link.vlan, port_id=link.port_id)
-        result.append({
-            'source': vf_obj.allocation(rows[link.source_vf_id], **owner),
-            'dest': vf_obj.allocation(rows[link.dest_vf_id], **owner),
-        })
-    return result
+#: transition -> {state it may leave: state it enters}; ``None`` is "no
+#: migration yet" and ``DROPPED`` "no migration any more".
+DROPPED = 'dropped'
+TRANSITIONS = {
+    'prepare': {None: IN_PROGRESS},
+    'retarget': {IN_PROGRESS: IN_PROGRESS},
+    'drop': {IN_PROGRESS: DROPPED},
+    'begin': {IN_PROGRESS: MOVING, MOVING: MOVING},
+    'renew': {IN_PROGRESS: IN_PROGRESS, MOVING: MOVING},
+    'complete': {IN_PROGRESS: COMPLETED, MOVING: COMPLETED,
+                 EXPIRED: COMPLETED},
+    'abort': {IN_PROGRESS: ABORTED, MOVING: ABORTED},
+    'expire': {IN_PROGRESS: EXPIRED},
+}
 
 
-def _describe(session, migration: models.Migration) -> dict:
-    names = host_obj.names_by_id(
-        session, {migration.source_host_id, migration.dest_host_id})
-    return {
-        'uuid': migration.uuid,
-        'instance_uuid': migration.instance_uuid,
-        'source_host': names[migration.source_host_id],
-        'dest_host': names[migration.dest_host_id],
-        'state': migration.state,
-        'lease_expires_at': utils.isotime(migration.lease_expires_at),
-        'vfs': _pairs(session, migration.id),
-    }
+def reclaim_request_id(migration_uuid: str) -> str:
+    """The request id of VFs claimed anew by ``complete(reclaim=True)``."""
+    return 'reclaim-%s' % migration_uuid
 
 
-def current(session, instance_uuid: str) -> dict | None:
-    """The instance's migration in flight, else its latest one."""
-    row = session.execute(
-        sa.select(Migration).where(Migration.instance_uuid == instance_uuid)
-        .order_by((Migration.state == models.IN_PROGRESS).desc(),
-                  Migration.created_at.desc(), Migration.id.desc())
-        .limit(1)).scalar_one_or_none()
-    return None if row is None else _describe(session, row)
+def _lost_race() -> db_exc.RetryRequest:
+    # Another transaction changed the migration between our read and our
+    # write; start over and decide on fresh data.
+    return db_exc.RetryRequest(exception.Conflict())
 
 
-def _replay(session, existing, migration_uuid: str, instance_uuid: str,
-            source_host: str, dest_host: str) -> list[dict]:
-    """The same answer again for a migration prepared before."""
-    names = host_obj.names_by_id(
-        session, {existing.source_host_id, existing.dest_host_id})
-    if (existing.instance_uuid != instance_uuid
-            or names.get(existing.source_host_id) != source_host
-            or names.get(existing.dest_host_id) != dest_host):
+def _state_values(instance_uuid: str, to_state: str) -> dict:
+    return dict(state=to_state, updated_at=timeutils.utcnow(),
+                in_flight_instance_uuid=(instance_uuid
+                                         if to_state in models.IN_FLIGHT
+                                         else None))
+
+
+def _move(session, row, transition: str, *guards, **values) -> bool:
+    """Swap the row along ``transition`` from the state it was read in.
+
+    The one writer of ``migrations.state``, so ``in_flight_instance_uuid``
+    (one migration in flight per instance) follows the state everywhere.
+    """
+    to_state = TRANSITIONS[transition][row.state]
+    values.update(_state_values(row.instance_uuid, to_state))
+    return bool(session.connection().execute(
+        sa.update(Migration)
+        .where(Migration.id == row.id, Migration.state == row.state, *guards)
+        .values(**values)).rowcount)
+
+
+def _conflict(row, action: str) -> exception.VfpoolException:
+    if row.state == EXPIRED:
+        return exception.LeaseExpired(migration_uuid=row.uuid)
+    return exception.MigrationStateConflict(
+        migration_uuid=row.uuid, state=row.state, action=action)
+
+
+def _lease(session, migration_id: int) -> str:
+    return utils.isotime(session.connection().execute(
+        sa.select(Migration.lease_expires_at)
+        .where(Migration.id == migration_id)).scalar_one())
+
+
+# VF moves shared by several transitions.
+
+def _is_claim():
+    return sa.or_(VF.state == models.CLAIMED,
+                  VF.prior_state == models.CLAIMED)
+
+
+def _end_claims(session, migration_uuid: str) -> int:
+    """Free the migration's destination claims, unmark its sources."""
+    freed = vf_obj.free(session, sa.and_(VF.migration_uuid == migration_uuid,
+                                         _is_claim()))
+    vf_obj.transition(session, VF.migration_uuid == migration_uuid,
+                      models.ALLOCATED, migration_uuid=None)
+    return freed
+
+
+def _sources(session, instance_uuid: str, host_id: int) -> list:
+    return session.connection().execute(
+        sa.select(*vf_obj.COLUMNS).join(PF, PF.id == VF.pf_id)
+        .where(VF.host_id == host_id, vf_obj.owned_by(instance_uuid))
+        .order_by(VF.id)).all()
+
+
+def _claim_for(session, migration_id: int, migration_uuid: str,
+               instance_uuid: str, sources, dest: models.Host,
+               match_device_type: bool, numa_policy: str) -> list[dict]:
+    """One destination claim per source VF, or NoAvailableVF."""
+    taken: set = set()
+    claims = []
+    for vf in sources:
+        request = vf_obj.equivalent_request(vf, match_device_type)
+        claimed = vf_obj.claim(
+            session, request, models.CLAIMED,
+            dict(instance_uuid=instance_uuid, migration_uuid=migration_uuid,
+                 request_id=vf.request_id, mac=vf.mac, vlan=vf.vlan,
+                 port_id=vf.port_id, attach_state=None),
+            numa_policy=numa_policy, exclude=taken, host_id=dest.id)
+        if claimed is None:
+            raise vf_obj.no_vf(dest.name, request)
+        dest_vf_id, _host_id, dest_alloc = claimed
+        taken.add(dest_vf_id)
+        claims.append((vf, dest_vf_id, dest_alloc))
+    if claims:
+        session.connection().execute(sa.insert(MigrationVF), [
+            dict(migration_id=migration_id, source_vf_id=vf.id,
+                 dest_vf_id=dest_vf_id, request_id=vf.request_id,
+                 mac=vf.mac, vlan=vf.vlan, port_id=vf.port_id)
+            for vf, dest_vf_id, _alloc in claims])
+    return [{'source': vf_obj.allocation(vf), 'dest': dest_alloc}
+            for vf, _id, dest_alloc in claims]
+
+
+# prepare, retarget, drop
+
+def _host(session, name: str) -> models.Host | None:
+    try:
+        return host_obj.get_by_name(session, name)
+    except exception.HostNotFound:
+        return None
+
+
+def _refuse_second(session, instance_uuid: str) -> None:
+    in_flight = session.connection().execute(
+        sa.select(Migration.uuid).where(
+            Migration.in_flight_instance_uuid == instance_uuid)).scalar()
+    if in_flight is not None:
+        raise exception.MigrationInProgress(instance_uuid=instance_uuid,
+                                            migration_uuid=in_flight)
+
+
+def _insert(session, migration_uuid: str, instance_uuid: str,
+            source_id: int, dest_id: int, lease_seconds: int) -> int:
+    """The ``prepare`` transition: the new row is in flight.
+
+    Its two unique keys are the guard: a concurrent prepare of the same
+    uuid, or of another uuid for the same instance, waits on this row and
+    then fails on the key; it is retried whole and answered from what
+    this one committed (the same answer, or MigrationInProgress).
+    """
+    values = _state_values(instance_uuid, TRANSITIONS['prepare'][None])
+    values['created_at'] = values.pop('updated_at')
+    return session.connection().execute(sa.insert(Migration).values(
+        uuid=migration_uuid, instance_uuid=instance_uuid,
+        source_host_id=source_id, dest_host_id=dest_id,
+        lease_expires_at=leases.expiry(lease_seconds), **values)
+    ).inserted_primary_key[0]
+
+
+def _mark(session, migration_uuid: str, instance_uuid: str,
+          sources) -> None:
+    """Mark the source allocations as moving with this migration."""
+    marked = session.connection().execute(
+        sa.update(VF).where(VF.id.in_([vf.id for vf in sources]),
+                            vf_obj.owned_by(instance_uuid),
+                            VF.migration_uuid.is_(None))
+        .values(migration_uuid=migration_uuid,
+                generation=VF.generation + 1,
+                updated_at=timeutils.utcnow())).rowcount
+    if marked != len(sources):
+        # Released, or marked by a migration that is over (an audit
+        # finds it): the retry reads which and says so.
+        raise _lost_race()
+
+
+def _prepare_new(session, migration_uuid: str, instance_uuid: str,
+                 source_host: str, dest_host: str, lease_seconds: int,
+                 match_device_type: bool, numa_policy: str) -> list[dict]:
+    source = _host(session, source_host)
+    sources = _sources(session, instance_uuid, source.id) if source else []
+    busy = [vf.migration_uuid for vf in sources if vf.migration_uuid]
+    if busy:
+        raise exception.MigrationInProgress(instance_uuid=instance_uuid,
+                                            migration_uuid=busy[0])
+    dest = _host(session, dest_host)
+    if not sources and (source is None or dest is None):
+        # Nothing to move, and a host vfpool does not know: nothing to
+        # record either (Nova prepares every live migration).
+        return []
+    if dest is None:
+        raise exception.HostNotFound(host=dest_host)
+    if sources and dest.disabled:
+        raise exception.HostDisabled(host=dest_host)
+    _refuse_second(session, instance_uuid)
+    migration_id = _insert(session, migration_uuid, instance_uuid,
+                           source.id, dest.id, lease_seconds)
+    if not sources:
+        return []
+    _mark(session, migration_uuid, instance_uuid, sources)
+    return _claim_for(session, migration_id, migration_uuid, instance_uuid,
+                      sources, dest, match_device_type, numa_policy)
+
+
+def _retarget(session, row, dest_host: str, lease_seconds: int,
+              match_device_type: bool, numa_policy: str) -> list[dict]:
+    """Move the claims of a migration in progress to another host.
+
+    One transaction: the old destination's claims are freed and new ones
+    won on ``dest_host``, or nothing changes.  A migration with nothing
+    to claim that is sent to a host vfpool does not know is dropped, as
+    if it had never been prepared.
+    """
+    sources = [vf for vf in vf_obj.with_pf(
+        session, VF.id.in_([link.source_vf_id for link in
+                            view.links(session, row.id)]))]
+    dest = _host(session, dest_host)
+    if dest is None and not sources:
+        return _drop(session, row)
+    if dest is None:
+        raise exception.HostNotFound(host=dest_host)
+    if sources and dest.disabled:
+        raise exception.HostDisabled(host=dest_host)
+    if not _move(session, row, 'retarget',
+                 Migration.dest_host_id == row.dest_host_id,
+                 dest_host_id=dest.id,
+                 lease_expires_at=leases.expiry(lease_seconds)):
+        raise _lost_race()
+    vf_obj.free(session, sa.and_(VF.migration_uuid == row.uuid, _is_claim()))
+    session.connection().execute(
+        sa.delete(MigrationVF).where(MigrationVF.migration_id == row.id))
+    LOG.info('Migration %s of instance %s retargeted to %s',
+             row.uuid, row.instance_uuid, dest_host)
+    return _claim_for(session, row.id, row.uuid, row.instance_uuid, sources,
+                      dest, match_device_type, numa_policy)
+
+
+def _drop(session, row) -> list[dict]:
+    """The ``drop`` transition: forget a migration with nothing in it."""
+    dropped = session.connection().execute(
+        sa.delete(Migration).where(
+            Migration.id == row.id, Migration.state == row.state,
+            ~sa.exists().where(MigrationVF.migration_id == row.id))
+    ).rowcount
+    if not dropped:
+        raise _lost_race()
+    return []
+
+
+def _again(session, row, instance_uuid: str, source_host: str,
+           dest_host: str, lease_seconds: int, match_device_type: bool,
+           numa_policy: str) -> list[dict]:
+    """A prepare of a uuid seen before: replay, or retarget."""
+    names = host_obj.names_by_id(session,
+                                 {row.source_host_id, row.dest_host_id})
+    if (row.instance_uuid != instance_uuid
+            or names.get(row.source_host_id) != source_host):
         raise exception.InvalidInput(
             reason='migration %s was prepared for another instance or '
-                   'other hosts' % migration_uuid)
-    if existing.state in (models.IN_PROGRESS, models.COMPLETED):
-        return _pairs(session, existing.id)
-    if existing.state == models.EXPIRED:
-        raise exception.LeaseExpired(migration_uuid=migration_uuid)
-    raise exception.MigrationStateConflict(
-        migration_uuid=migration_uuid, state=existing.state,
-        action='prepared again')
-
-
-def _why_no_dest(session, dest_host: str, request: dict) -> Exception:
-    dest = host_obj.get_by_name(session, dest_host)
-    if dest.disabled:
-        return exception.HostDisabled(host=dest_host)
-    return vf_obj.no_vf(dest_host, request)
+                   'another source host' % row.uuid)
+    if names.get(row.dest_host_id) == dest_host:
+        if row.state in (IN_PROGRESS, MOVING, COMPLETED):
+            return view.pairs(session, row.id)
+        raise _conflict(row, 'prepared again')
+    if row.state != IN_PROGRESS:
+        raise _conflict(row, 'retargeted to %s' % dest_host)
+    return _retarget(session, row, dest_host, lease_seconds,
+                     match_device_type, numa_policy)
 
 
 @db_api.retry_on_deadlock
@@ -110,211 +302,175 @@ def prepare(context, migration_uuid: str, instance_uuid: str,
             numa_policy: str = 'preferred') -> list[dict]:
     """Claim an equivalent destination VF for each source allocation.
 
-    All or nothing.  The source VFs are marked with the migration's uuid
-    by compare-and-swap, so a second migration of the same instance that
-    races with this one finds them taken and gets MigrationInProgress.
-    This runs before every live migration: it is written in SQL
-    expressions with as few round trips as the checks allow (one per
-    query below, plus two per VF claimed).
+    All or nothing, and idempotent on ``migration_uuid``; the same uuid
+    with another destination retargets a migration still in progress.
+    An instance with no VF on ``source_host`` gets ``[]``, recorded as a
+    migration only when vfpool knows both hosts.
     """
     session = context.session
-    conn = session.connection()
-    existing = conn.execute(sa.select(Migration).where(
-        Migration.uuid == migration_uuid)).first()
-    if existing is not None:
-        return _replay(session, existing, migration_uuid, instance_uuid,
-                       source_host, dest_host)
+    row = view.find(session, migration_uuid)
+    if row is not None:
+        return _again(session, row, instance_uuid, source_host, dest_host,
+                      lease_seconds, match_device_type, numa_policy)
+    return _prepare_new(session, migration_uuid, instance_uuid, source_host,
+                        dest_host, lease_seconds, match_device_type,
+                        numa_policy)
 
-    sources = conn.execute(
-        sa.select(*vf_obj.COLUMNS)
-        .join(PF, PF.id == VF.pf_id)
-        .join(models.Host, models.Host.id == VF.host_id)
-        .where(models.Host.name == source_host,
-               vf_obj.owned_by(instance_uuid))
-        .order_by(VF.id)).all()
-    busy = [vf.migration_uuid for vf in sources if vf.migration_uuid]
-    if busy:
-        raise exception.MigrationInProgress(instance_uuid=instance_uuid,
-                                            migration_uuid=busy[0])
-    if sources:
-        source_id = sources[0].host_id
-    else:
-        source_id = host_obj.get_by_name(session, source_host).id
-        in_flight = conn.execute(
-            sa.select(Migration.uuid).where(
-                Migration.instance_uuid == instance_uuid,
-                Migration.state == models.IN_PROGRESS).limit(1)).scalar()
-        if in_flight is not None:
-            raise exception.MigrationInProgress(
-                instance_uuid=instance_uuid, migration_uuid=in_flight)
 
-    now = timeutils.utcnow()
-    dest_id = None
-    taken: set = set()
-    claims = []
-    for vf in sources:
-        request = allocation_obj.equivalent_request(vf, match_device_type)
-        owner = dict(mac=vf.mac, vlan=vf.vlan, port_id=vf.port_id)
-        claimed = vf_obj.claim(
-            session, request, models.CLAIMED,
-            dict(owner, instance_uuid=instance_uuid,
-                 migration_uuid=migration_uuid, request_id=vf.request_id,
-                 attach_state=None),
-            numa_policy=numa_policy, exclude=taken, host_id=dest_id,
-            host_name=dest_host)
-        if claimed is None:
-            raise _why_no_dest(session, dest_host, request)
-        dest_vf_id, dest_id, dest_alloc = claimed
-        taken.add(dest_vf_id)
-        claims.append((vf, dest_vf_id, dest_alloc))
-    if dest_id is None:
-        dest = host_obj.get_by_name(session, dest_host)
-        if dest.disabled:
-            raise exception.HostDisabled(host=dest_host)
-        dest_id = dest.id
-    if sources:
-        marked = conn.execute(
-            sa.update(VF).where(VF.id.in_([vf.id for vf in sources]),
-                                VF.migration_uuid.is_(None),
-                                VF.instance_uuid == instance_uuid)
-            .values(migration_uuid=migration_uuid,
-                    generation=VF.generation + 1, updated_at=now)).rowcount
-        if marked != len(sources):
-            raise exception.MigrationInProgress(
-                instance_uuid=instance_uuid, migration_uuid='unknown')
-    # A concurrent prepare of the same uuid loses here on the unique key
-    # and is retried whole, then answered by _replay.
-    migration_id = conn.execute(sa.insert(Migration).values(
-        uuid=migration_uuid, instance_uuid=instance_uuid,
-        source_host_id=source_id, dest_host_id=dest_id,
-        state=models.IN_PROGRESS, created_at=now,
-        lease_expires_at=now + datetime.timedelta(seconds=lease_seconds))
-    ).inserted_primary_key[0]
-    if claims:
-        conn.execute(sa.insert(MigrationVF), [
-            dict(migration_id=migration_id, source_vf_id=vf.id,
-                 dest_vf_id=dest_vf_id, request_id=vf.request_id,
-                 mac=vf.mac, vlan=vf.vlan, port_id=vf.port_id)
-            for vf, dest_vf_id, _alloc in claims])
-    return [{'source': vf_obj.allocation(vf), 'dest': dest_alloc}
-            for vf, _id, dest_alloc in claims]
+# begin, renew
+
+def _extend(context, transition: str, action: str, migration_uuid: str,
+            lease_seconds: int) -> str:
+    session = context.session
+    row = view.get_row(session, migration_uuid)
+    if row.state not in TRANSITIONS[transition]:
+        raise _conflict(row, action)
+    if not _move(session, row, transition,
+                 lease_expires_at=leases.expiry(lease_seconds)):
+        raise _lost_race()
+    return _lease(session, row.id)
+
+
+@db_api.retry_on_deadlock
+@db_api.context_manager.writer
+def begin(context, migration_uuid: str, lease_seconds: int) -> str:
+    """The source is about to detach: from now on no lease frees a VF.
+
+    Returns the new lease expiry; LeaseExpired once the reaper took the
+    claims (the compute must not detach then).
+    """
+    return _extend(context, 'begin', 'begun', migration_uuid,
+                   lease_seconds)
 
 
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
 def renew(context, migration_uuid: str, lease_seconds: int) -> str:
-    session = context.session
-    row = _get(session, migration_uuid)
-    if row.state == models.EXPIRED:
-        raise exception.LeaseExpired(migration_uuid=migration_uuid)
-    if row.state != models.IN_PROGRESS:
-        raise exception.MigrationStateConflict(
-            migration_uuid=migration_uuid, state=row.state,
-            action='renewed')
-    expiry = timeutils.utcnow() + datetime.timedelta(seconds=lease_seconds)
-    # Guarded by state, so a reaper that expired it meanwhile wins.
-    done = session.execute(
-        sa.update(Migration).where(Migration.id == row.id,
-                                   Migration.state == models.IN_PROGRESS)
-        .values(lease_expires_at=expiry, updated_at=timeutils.utcnow())
-        .execution_options(synchronize_session=False)).rowcount
-    if not done:
-        raise exception.LeaseExpired(migration_uuid=migration_uuid)
-    return utils.isotime(expiry)
+    return _extend(context, 'renew', 'renewed', migration_uuid,
+                   lease_seconds)
 
 
-def _lost_race() -> db_exc.RetryRequest:
-    # Another server changed the migration between our read and our
-    # write; start the transaction over and decide on fresh data.
-    return db_exc.RetryRequest(exception.Conflict())
+# complete
+
+def _explain_sources(session, row, source_ids: list) -> Exception:
+    """Why the sources of an expired migration are no longer its own."""
+    marks = session.connection().execute(
+        sa.select(VF.migration_uuid).where(
+            VF.id.in_(source_ids), VF.instance_uuid == row.instance_uuid,
+            VF.migration_uuid.is_not(None)).with_for_update()).scalars()
+    other = next(iter(marks), None)
+    if other is not None:
+        return exception.MigrationInProgress(
+            instance_uuid=row.instance_uuid, migration_uuid=other)
+    return exception.LeaseExpired(migration_uuid=row.uuid)
 
 
-def _set_state(session, migration, from_state: str, to_state: str) -> bool:
-    return bool(session.execute(
-        sa.update(Migration).where(Migration.id == migration.id,
-                                   Migration.state == from_state)
-        .values(state=to_state, updated_at=timeutils.utcnow())
-        .execution_options(synchronize_session=False)).rowcount)
+def _win_back(session, row, link) -> bool:
+    return bool(vf_obj.transition(
+        session, sa.and_(VF.id == link.dest_vf_id,
+                         VF.state == models.AVAILABLE),
+        models.ALLOCATED, instance_uuid=row.instance_uuid,
+        request_id=link.request_id, migration_uuid=None, mac=link.mac,
+        vlan=link.vlan, port_id=link.port_id, attach_state=None))
+
+
+def _reacquire(session, row, found: list, reclaim: bool,
+               match_device_type: bool, numa_policy: str) -> None:
+    """Settle an expired migration whose guest did move.
+
+    The sources are freed first, guarded by a write: they must still be
+    the instance's and carry no other migration, as the latest committed
+    rows say (a snapshot read would miss a release that committed since,
+    and give the destination VFs to a deleted instance).  Then the same
+    destination VFs are won back if free; with ``reclaim``, an equivalent
+    free VF stands in for each one taken since, and a pair for which none
+    is free is left out.
+    """
+    source_ids = [link.source_vf_id for link in found]
+    if not found:
+        return
+    freed = vf_obj.free(session, sa.and_(VF.id.in_(source_ids),
+                                         vf_obj.owned_by(row.instance_uuid),
+                                         VF.migration_uuid.is_(None)))
+    if freed != len(source_ids):
+        raise _explain_sources(session, row, source_ids)
+    lost = [link for link in found if not _win_back(session, row, link)]
+    if lost and not reclaim:
+        raise exception.LeaseExpired(migration_uuid=row.uuid)
+    sources = {vf.id: vf for vf in vf_obj.with_pf(
+        session, VF.id.in_([link.source_vf_id for link in lost]))}
+    taken: set = {link.dest_vf_id for link in found}
+    for link in lost:
+        request = vf_obj.equivalent_request(sources[link.source_vf_id],
+                                            match_device_type)
+        claimed = vf_obj.claim(
+            session, request, models.ALLOCATED,
+            dict(instance_uuid=row.instance_uuid,
+                 request_id=reclaim_request_id(row.uuid), mac=link.mac,
+                 vlan=link.vlan, port_id=link.port_id, attach_state=None),
+            numa_policy=numa_policy, exclude=taken,
+            host_id=row.dest_host_id)
+        if claimed is None:
+            LOG.warning('No VF like %s is free on the destination of '
+                        'migration %s any more; instance %s goes without '
+                        'it', request, row.uuid, row.instance_uuid)
+            continue
+        taken.add(claimed[0])
+
+
+def _settle(session, row, found: list) -> None:
+    """Claims become allocations, the marked sources are freed."""
+    dest_ids = [link.dest_vf_id for link in found]
+    if not dest_ids:
+        return
+    vf_obj.transition(session, sa.and_(VF.id.in_(dest_ids),
+                                       VF.migration_uuid == row.uuid),
+                      models.ALLOCATED, migration_uuid=None)
+    vf_obj.free(session, sa.and_(
+        VF.id.in_([link.source_vf_id for link in found]),
+        VF.instance_uuid == row.instance_uuid,
+        VF.migration_uuid == row.uuid))
 
 
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
-def complete(context, migration_uuid: str) -> list[dict]:
+def complete(context, migration_uuid: str, reclaim: bool = False,
+             match_device_type: bool = True,
+             numa_policy: str = 'preferred') -> list[dict]:
     """Make the destination claims the instance's allocations.
 
     One transaction: claims become allocations and the source VFs are
-    freed.  After the lease expired, the same destination VFs are won
-    back if they are still free; otherwise LeaseExpired and no change.
+    freed.  After the lease expired, see :func:`_reacquire`.  Returns the
+    instance's allocations on the destination.
     """
     session = context.session
-    # The migration and its links in one Core query.
-    rows = session.connection().execute(
-        sa.select(Migration.id, Migration.uuid, Migration.instance_uuid,
-                  Migration.state, Migration.dest_host_id,
-                  MigrationVF.source_vf_id, MigrationVF.dest_vf_id,
-                  MigrationVF.request_id, MigrationVF.mac,
-                  MigrationVF.vlan, MigrationVF.port_id)
-        .outerjoin(MigrationVF, MigrationVF.migration_id == Migration.id)
-        .where(Migration.uuid == migration_uuid)
-        .order_by(MigrationVF.id)).all()
-    if not rows:
-        raise exception.MigrationNotFound(migration_uuid=migration_uuid)
-    row = rows[0]
-    if row.state == models.COMPLETED:
-        return allocation_obj.allocations(session, row.instance_uuid,
-                                          row.dest_host_id)
-    if row.state == models.ABORTED:
-        raise exception.MigrationStateConflict(
-            migration_uuid=migration_uuid, state=row.state,
-            action='completed')
-    links = [r for r in rows if r.dest_vf_id is not None]
-    dest_ids = [link.dest_vf_id for link in links]
-    source_ids = [link.source_vf_id for link in links]
-    if row.state == models.EXPIRED:
-        _reacquire(session, row, links)
-    if not _set_state(session, row, row.state, models.COMPLETED):
+    row = view.get_row(session, migration_uuid)
+    if row.state == COMPLETED:
+        return vf_obj.allocations(session, row.instance_uuid,
+                                  row.dest_host_id)
+    if row.state not in TRANSITIONS['complete']:
+        raise _conflict(row, 'completed')
+    found = view.links(session, row.id)
+    if not _move(session, row, 'complete'):
         raise _lost_race()
-    if dest_ids:
-        vf_obj.transition(
-            session, sa.and_(VF.id.in_(dest_ids),
-                             VF.migration_uuid == migration_uuid),
-            models.ALLOCATED, migration_uuid=None)
-        vf_obj.free(session, sa.and_(VF.id.in_(source_ids),
-                                     VF.instance_uuid == row.instance_uuid))
-    return allocation_obj.allocations(session, row.instance_uuid,
-                                      row.dest_host_id)
+    if row.state == EXPIRED:
+        _reacquire(session, row, found, reclaim, match_device_type,
+                   numa_policy)
+    else:
+        _settle(session, row, found)
+    return vf_obj.allocations(session, row.instance_uuid, row.dest_host_id)
 
 
-def _reacquire(session, row, links) -> None:
-    now = timeutils.utcnow()
-    for link in links:
-        won = session.execute(
-            sa.update(VF).where(VF.id == link.dest_vf_id,
-                                VF.state == models.AVAILABLE)
-            .values(state=models.CLAIMED, instance_uuid=row.instance_uuid,
-                    migration_uuid=row.uuid, request_id=link.request_id,
-                    mac=link.mac, vlan=link.vlan, port_id=link.port_id,
-                    attach_state=None, generation=VF.generation + 1,
-                    updated_at=now)
-            .execution_options(synchronize_session=False)).rowcount
-        if not won:
-            raise exception.LeaseExpired(migration_uuid=row.uuid)
-        still_owned = session.execute(
-            sa.select(sa.func.count()).select_from(VF).where(
-                VF.id == link.source_vf_id,
-                vf_obj.owned_by(row.instance_uuid))).scalar_one()
-        if not still_owned:
-            raise exception.LeaseExpired(migration_uuid=row.uuid)
+# abort, expire
 
+def end(session, row, transition: str, *guards) -> int | None:
+    """``abort`` or ``expire`` a migration in flight: its claims go.
 
-def _release_claims(session, row) -> int:
-    freed = vf_obj.free(session, sa.and_(
-        VF.migration_uuid == row.uuid,
-        sa.or_(VF.state == models.CLAIMED,
-               VF.prior_state == models.CLAIMED)))
-    vf_obj.transition(session, VF.migration_uuid == row.uuid,
-                      models.ALLOCATED, migration_uuid=None)
-    return freed
+    None when the row was no longer as read.
+    """
+    if not _move(session, row, transition, *guards):
+        return None
+    return _end_claims(session, row.uuid)
 
 
 @db_api.retry_on_deadlock
@@ -322,77 +478,71 @@ def _release_claims(session, row) -> int:
 def abort(context, migration_uuid: str) -> int:
     """Free the destination claims; the source allocations stay."""
     session = context.session
-    row = _get(session, migration_uuid)
-    if row.state == models.COMPLETED:
-        raise exception.MigrationStateConflict(
-            migration_uuid=migration_uuid, state=row.state,
-            action='aborted')
-    if row.state != models.IN_PROGRESS:
+    row = view.get_row(session, migration_uuid)
+    if row.state == COMPLETED:
+        raise _conflict(row, 'aborted')
+    if row.state not in TRANSITIONS['abort']:
         return 0
-    if not _set_state(session, row, models.IN_PROGRESS, models.ABORTED):
+    freed = end(session, row, 'abort')
+    if freed is None:
         raise _lost_race()
-    return _release_claims(session, row)
+    return freed
+
+
+def abort_in_flight(session, instance_uuid: str,
+                    host_id: int | None = None) -> int:
+    """Abort the instance's migration in flight (from or to ``host_id``).
+
+    For ``release``: the instance is gone.  Returns the claims freed.
+    """
+    query = sa.select(Migration).where(
+        Migration.in_flight_instance_uuid == instance_uuid)
+    if host_id is not None:
+        query = query.where(sa.or_(Migration.source_host_id == host_id,
+                                   Migration.dest_host_id == host_id))
+    freed = 0
+    for row in session.execute(query).scalars().all():
+        ended = end(session, row, 'abort')
+        if ended is None:
+            raise _lost_race()
+        freed += ended
+    return freed
 
 
 @db_api.context_manager.reader
-def _expired_candidates(context, now, limit: int) -> list[str]:
+def _expired_candidates(context, limit: int) -> list[str]:
     return [u for (u,) in context.session.execute(
         sa.select(Migration.uuid).where(
-            Migration.state == models.IN_PROGRESS,
-            Migration.lease_expires_at < now)
+            Migration.state == IN_PROGRESS,
+            Migration.lease_expires_at < leases.now())
         .order_by(Migration.lease_expires_at).limit(limit)).all()]
 
 
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
-def _expire_one(context, migration_uuid: str, now) -> int | None:
+def _expire_one(context, migration_uuid: str) -> int | None:
     session = context.session
-    row = _get(session, migration_uuid)
-    expired = session.execute(
-        sa.update(Migration).where(Migration.id == row.id,
-                                   Migration.state == models.IN_PROGRESS,
-                                   Migration.lease_expires_at < now)
-        .values(state=models.EXPIRED, updated_at=now)
-        .execution_options(synchronize_session=False)).rowcount
-    if not expired:
-        return None     # renewed, finished or reaped by another server
-    return _release_claims(session, row)
+    row = view.find(session, migration_uuid)
+    if row is None or row.state not in TRANSITIONS['expire']:
+        return None
+    # Renewed, begun, finished or reaped by another server: None.
+    return end(session, row, 'expire',
+               Migration.lease_expires_at < leases.now())
 
 
 def reap_expired(context, limit: int = 1000) -> list[tuple[str, int]]:
-    """Expire lapsed migrations, one transaction each.
+    """Expire lapsed migrations in progress, one transaction each.
 
-    Safe with several servers reaping at once: each migration changes
-    state by compare-and-swap, so exactly one reaper frees its claims.
+    A ``moving`` migration is never reaped: its guest may already run on
+    the destination.  Safe with several servers reaping at once: each
+    migration changes state by compare-and-swap, so exactly one reaper
+    frees its claims.
     """
-    now = timeutils.utcnow()
     reaped = []
-    for migration_uuid in _expired_candidates(context, now, limit):
-        freed = _expire_one(context, migration_uuid, now)
+    for migration_uuid in _expired_candidates(context, limit):
+        freed = _expire_one(context, migration_uuid)
         if freed is not None:
             LOG.info('Lease of migration %s expired; %d claim(s) freed',
                      migration_uuid, freed)
             reaped.append((migration_uuid, freed))
     return reaped
-
-
-@db_api.context_manager.reader
-def list_migrations(context, state: str | None = None,
-                    host: str | None = None) -> list[dict]:
-    session = context.session
-    query = sa.select(Migration).order_by(Migration.created_at,
-                                          Migration.id)
-    if state is not None:
-        query = query.where(Migration.state == state)
-    if host is not None:
-        host_id = host_obj.get_by_name(session, host).id
-        query = query.where(sa.or_(Migration.source_host_id == host_id,
-                                   Migration.dest_host_id == host_id))
-    return [_describe(session, row)
-            for row in session.execute(query).scalars()]
-
-
-@db_api.context_manager.reader
-def get(context, migration_uuid: str) -> dict:
-    session = context.session
-    return _describe(session, _get(session, migration_uuid))

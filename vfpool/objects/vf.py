@@ -7,12 +7,12 @@ PostgreSQL alike, with any number of servers, because the database
 re-checks the WHERE clause against the latest committed row.
 """
 
-
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
 from vfpool.db import models
 from vfpool import exception
+from vfpool.objects import host as host_obj
 
 VF = models.VirtualFunction
 PF = models.PhysicalFunction
@@ -66,6 +66,38 @@ def owned_by(instance_uuid: str):
         sa.or_(VF.state == models.ALLOCATED,
                sa.and_(VF.state == models.MISSING,
                        VF.prior_state == models.ALLOCATED)))
+
+
+def allocations(session, instance_uuid: str, host_id: int | None = None,
+                extra: bool = False) -> list[dict]:
+    """The instance's allocations (on ``host_id``), by VF id.
+
+    With ``extra``, each also says its ``host``, ``state`` and
+    ``attach_state``, as ``get_instance`` answers.
+    """
+    criteria = [owned_by(instance_uuid)]
+    if host_id is not None:
+        criteria.append(VF.host_id == host_id)
+    rows = with_pf(session, *criteria)
+    names = host_obj.names_by_id(
+        session, {vf.host_id for vf in rows}) if extra else {}
+    result = []
+    for vf in rows:
+        alloc = allocation(vf)
+        if extra:
+            alloc.update(host=names[vf.host_id], state=vf.state,
+                         attach_state=vf.attach_state)
+        result.append(alloc)
+    return result
+
+
+def equivalent_request(vf, match_device_type: bool) -> dict:
+    """What a VF that may stand in for ``vf`` must match."""
+    request = {'physical_network': vf.physical_network,
+               'numa_node': vf.numa_node}
+    if match_device_type:
+        request.update(vendor_id=vf.vendor_id, product_id=vf.product_id)
+    return request
 
 
 def transition(session, criteria, to_state: str, **values) -> int:

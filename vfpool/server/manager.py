@@ -19,12 +19,13 @@ from vfpool import exception
 from vfpool import notifications
 from vfpool.objects import allocation as allocation_obj
 from vfpool.objects import host as host_obj
+from vfpool.objects import instance as instance_obj
 from vfpool.objects import migration as migration_obj
 from vfpool import validation as v
 
 LOG = logging.getLogger(__name__)
 
-RPC_API_VERSION = '1.1'
+RPC_API_VERSION = '1.2'
 
 
 def endpoint(func):
@@ -85,7 +86,8 @@ class Manager:
         request_id = v.name('request_id', request_id)
         result = allocation_obj.allocate(
             context, instance_uuid, host, requests, request_id,
-            numa_policy=self.conf.pool.numa_policy)
+            numa_policy=self.conf.pool.numa_policy,
+            mac_prefix=self.conf.pool.mac_prefix.lower())
         self.notifier.emit(context, 'vfpool.allocation.create', {
             'instance_uuid': instance_uuid, 'host': host,
             'request_id': request_id, 'allocations': result})
@@ -131,9 +133,13 @@ class Manager:
                                    self._lease(lease_seconds))
 
     @endpoint
-    def complete_migration(self, context, migration_uuid):
+    def complete_migration(self, context, migration_uuid, reclaim=False):
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
-        result = migration_obj.complete(context, migration_uuid)
+        reclaim = v.boolean('reclaim', reclaim)
+        result = migration_obj.complete(
+            context, migration_uuid, reclaim=reclaim,
+            match_device_type=self.conf.pool.match_device_type,
+            numa_policy=self.conf.pool.numa_policy)
         self.notifier.emit(context, 'vfpool.migration.complete', {
             'migration_uuid': migration_uuid, 'allocations': result})
         return result
@@ -149,7 +155,7 @@ class Manager:
     @endpoint
     def get_instance(self, context, instance_uuid):
         instance_uuid = v.uuid('instance_uuid', instance_uuid)
-        return allocation_obj.get_instance(context, instance_uuid)
+        return instance_obj.get_instance(context, instance_uuid)
 
     @endpoint
     def get_host(self, context, host):
@@ -186,3 +192,14 @@ class Manager:
                                dict(result, instance_uuid=instance_uuid,
                                     host=host), error=True)
         return result
+
+    # 1.2
+
+    @endpoint
+    def begin_migration(self, context, migration_uuid, lease_seconds=None):
+        migration_uuid = v.uuid('migration_uuid', migration_uuid)
+        expiry = migration_obj.begin(context, migration_uuid,
+                                     self._lease(lease_seconds))
+        self.notifier.emit(context, 'vfpool.migration.begin', {
+            'migration_uuid': migration_uuid, 'lease_expires_at': expiry})
+        return expiry

@@ -8,10 +8,13 @@ A subclass provides ``self.client`` (a VfpoolAPI) and ``self.engine``
 
 import datetime
 
+from oslo_db import exception as db_exc
 import sqlalchemy as sa
 
+from vfpool import context as vfpool_context
 from vfpool.db import models
 from vfpool import exception
+from vfpool.objects import migration as migration_obj
 from vfpool.tests import inventory as inv
 
 ALLOCATION_KEYS = {'address', 'pf_address', 'physical_network', 'vendor_id',
@@ -27,6 +30,26 @@ def vf_table(engine) -> dict:
                       VF.instance_uuid, VF.migration_uuid)
             .join(models.Host, models.Host.id == VF.host_id)).all()
     return {(h, a): (s, i, m) for h, a, s, i, m in rows}
+
+
+def migration_row(engine, migration_uuid: str):
+    M = models.Migration
+    with engine.connect() as conn:
+        return conn.execute(sa.select(M).where(
+            M.uuid == migration_uuid)).first()
+
+
+def lapse(engine, migration_uuid: str) -> None:
+    """Put a migration's lease in the past, whatever clock reads it."""
+    M = models.Migration
+    with engine.begin() as conn:
+        conn.execute(sa.update(M).where(M.uuid == migration_uuid).values(
+            lease_expires_at=datetime.datetime(2000, 1, 1)))
+
+
+def reap() -> list:
+    """One pass of the reaper every server runs, from this process."""
+    return migration_obj.reap_expired(vfpool_context.get_admin_context())
 
 
 def table_dump(engine) -> dict:
@@ -329,7 +352,7 @@ class ApiBehaviour:
     # 1.1
 
     def test_ping(self):
-        self.assertEqual('1.1', self.client.ping(None)['version'])
+        self.assertEqual('1.2', self.client.ping(None)['version'])
 
     def test_replace_allocation_swaps_in_one_step(self):
         self.report('h1', inv.pf(5, 2))
@@ -361,6 +384,382 @@ class ApiBehaviour:
                           self.client.set_attach_state, None,
                           inv.new_uuid(), 'h1', allocs[0]['address'],
                           'attached')
+
+    # 1.2: begin_migration and the moving state
+
+    def _prepared(self, vfs=1, dest='dst', lease_seconds=None):
+        instance, allocs = self._allocated(vfs=vfs)
+        migration = inv.new_uuid()
+        pairs = self.client.prepare_migration(None, migration, instance,
+                                              'src', dest,
+                                              lease_seconds=lease_seconds)
+        return instance, migration, pairs
+
+    def test_begin_moves_to_moving_and_renews_the_lease(self):
+        self.two_hosts()
+        instance, migration, pairs = self._prepared(lease_seconds=60)
+        before = vf_table(self.engine)
+        first = self.client.get_instance(None, instance)['migration'][
+            'lease_expires_at']
+        expiry = self.client.begin_migration(None, migration, 3600)
+        parse = datetime.datetime.fromisoformat
+        self.assertGreater(parse(expiry.rstrip('Z')) - parse(
+            first.rstrip('Z')), datetime.timedelta(seconds=3000))
+        info = self.client.get_instance(None, instance)
+        self.assertEqual(('moving', expiry),
+                         (info['migration']['state'],
+                          info['migration']['lease_expires_at']))
+        # Both sides are held exactly as before.
+        self.assertEqual(before, vf_table(self.engine))
+        # Idempotent: moving -> moving, lease renewed again.
+        self.client.begin_migration(None, migration)
+        self.assertEqual('moving', migration_row(self.engine,
+                                                 migration).state)
+        # Renew and a replayed prepare keep working while moving.
+        self.client.renew_migration(None, migration, 600)
+        self.assertEqual(pairs, self.client.prepare_migration(
+            None, migration, instance, 'src', 'dst'))
+        done = self.client.complete_migration(None, migration)
+        self.assertEqual([p['dest']['address'] for p in pairs],
+                         [a['address'] for a in done])
+        self.assertEqual({'available'}, set(self.states('src').values()))
+
+    def test_begin_refuses_finished_migrations(self):
+        self.two_hosts()
+        _instance, migration, _pairs = self._prepared()
+        self.client.abort_migration(None, migration)
+        self.assertRaises(exception.MigrationStateConflict,
+                          self.client.begin_migration, None, migration)
+        _instance, migration, _pairs = self._prepared()
+        self.client.complete_migration(None, migration)
+        self.assertRaises(exception.MigrationStateConflict,
+                          self.client.begin_migration, None, migration)
+        self.assertRaises(exception.MigrationNotFound,
+                          self.client.begin_migration, None, inv.new_uuid())
+
+    def test_begin_after_expiry_raises_lease_expired(self):
+        self.two_hosts()
+        _instance, migration, _pairs = self._prepared()
+        lapse(self.engine, migration)
+        reap()
+        self.assertEqual('expired', migration_row(self.engine,
+                                                  migration).state)
+        before = table_dump(self.engine)
+        self.assertRaises(exception.LeaseExpired,
+                          self.client.begin_migration, None, migration)
+        self.assertEqual(before, table_dump(self.engine))
+
+    def test_reaper_never_frees_a_moving_migration(self):
+        self.two_hosts()
+        instance, migration, pairs = self._prepared()
+        self.client.begin_migration(None, migration)
+        lapse(self.engine, migration)
+        before = vf_table(self.engine)
+        self.assertEqual([], reap())
+        self.assertEqual('moving', migration_row(self.engine,
+                                                 migration).state)
+        self.assertEqual(before, vf_table(self.engine))
+        # Still finished by complete: the guest made it.
+        done = self.client.complete_migration(None, migration)
+        self.assertEqual([pairs[0]['dest']['address']],
+                         [a['address'] for a in done])
+
+    def test_abort_of_a_moving_migration_keeps_the_source(self):
+        self.two_hosts()
+        instance, migration, pairs = self._prepared()
+        self.client.begin_migration(None, migration)
+        self.assertEqual(1, self.client.abort_migration(None, migration))
+        self.assertEqual(('allocated', instance, None), vf_table(
+            self.engine)[('src', pairs[0]['source']['address'])])
+        self.assertEqual({'available'}, set(self.states('dst').values()))
+
+    def test_release_aborts_a_moving_migration(self):
+        self.two_hosts()
+        instance, migration, _pairs = self._prepared()
+        self.client.begin_migration(None, migration)
+        self.assertEqual(2, self.client.release(None, instance))
+        self.assertEqual('aborted', migration_row(self.engine,
+                                                  migration).state)
+        self.assertEqual(set(), {i for _s, i, _m in
+                                 vf_table(self.engine).values() if i})
+
+    # 1.2: prepare_migration retargets under the same uuid
+
+    def three_hosts(self, third_vfs=4):
+        self.two_hosts()
+        self.report('third', inv.pf(8, third_vfs))
+
+    def test_prepare_elsewhere_retargets_in_one_step(self):
+        self.three_hosts()
+        instance, migration, first = self._prepared(vfs=2)
+        pairs = self.client.prepare_migration(None, migration, instance,
+                                              'src', 'third')
+        self.assertEqual([p['source'] for p in first],
+                         [p['source'] for p in pairs])
+        for pair in pairs:
+            self.assertTrue(pair['dest']['address'].startswith('0000:08:'))
+            self.assertEqual(pair['source']['mac'], pair['dest']['mac'])
+        self.assertEqual({'available'}, set(self.states('dst').values()))
+        table = vf_table(self.engine)
+        for pair in pairs:
+            self.assertEqual(('claimed', instance, migration),
+                             table[('third', pair['dest']['address'])])
+            self.assertEqual(('allocated', instance, migration),
+                             table[('src', pair['source']['address'])])
+        info = self.client.get_instance(None, instance)['migration']
+        self.assertEqual(('third', 'in_progress', pairs),
+                         (info['dest_host'], info['state'], info['vfs']))
+        # The retarget replays like any prepare; the first host is over.
+        self.assertEqual(pairs, self.client.prepare_migration(
+            None, migration, instance, 'src', 'third'))
+        done = self.client.complete_migration(None, migration)
+        self.assertEqual(sorted(p['dest']['address'] for p in pairs),
+                         sorted(a['address'] for a in done))
+        self.assertEqual({'available'}, set(self.states('src').values()))
+
+    def test_retarget_is_all_or_nothing(self):
+        self.three_hosts(third_vfs=1)
+        instance, migration, _first = self._prepared(vfs=2)
+        before = table_dump(self.engine)
+        self.assertRaises(exception.NoAvailableVF,
+                          self.client.prepare_migration, None, migration,
+                          instance, 'src', 'third')
+        self.assertEqual(before, table_dump(self.engine))
+        self.assertRaises(exception.HostNotFound,
+                          self.client.prepare_migration, None, migration,
+                          instance, 'src', 'nowhere')
+        self.assertEqual(before, table_dump(self.engine))
+
+    def test_retarget_refused_once_moving_or_finished(self):
+        self.three_hosts()
+        instance, migration, _first = self._prepared()
+        self.client.begin_migration(None, migration)
+        before = table_dump(self.engine)
+        self.assertRaises(exception.MigrationStateConflict,
+                          self.client.prepare_migration, None, migration,
+                          instance, 'src', 'third')
+        self.assertEqual(before, table_dump(self.engine))
+        self.client.abort_migration(None, migration)
+        self.assertRaises(exception.MigrationStateConflict,
+                          self.client.prepare_migration, None, migration,
+                          instance, 'src', 'third')
+        instance, migration, _first = self._prepared()
+        lapse(self.engine, migration)
+        reap()
+        self.assertRaises(exception.LeaseExpired,
+                          self.client.prepare_migration, None, migration,
+                          instance, 'src', 'third')
+
+    def test_prepare_again_for_another_instance_or_source_is_invalid(self):
+        self.three_hosts()
+        instance, migration, _first = self._prepared()
+        other, _allocs = self._allocated()
+        before = table_dump(self.engine)
+        self.assertRaises(exception.InvalidInput,
+                          self.client.prepare_migration, None, migration,
+                          other, 'src', 'third')
+        self.assertRaises(exception.InvalidInput,
+                          self.client.prepare_migration, None, migration,
+                          instance, 'third', 'dst')
+        self.assertEqual(before, table_dump(self.engine))
+
+    # 1.2: instances without VFs
+
+    def test_instance_without_vfs_on_unknown_hosts_gets_nothing(self):
+        self.two_hosts()
+        instance, migration = inv.new_uuid(), inv.new_uuid()
+        before = table_dump(self.engine)
+        for source, dest in (('nowhere', 'dst'), ('src', 'nowhere'),
+                             ('nowhere', 'elsewhere')):
+            self.assertEqual([], self.client.prepare_migration(
+                None, migration, instance, source, dest))
+        self.assertEqual(before, table_dump(self.engine))
+        self.assertRaises(exception.MigrationNotFound,
+                          self.client.complete_migration, None, migration)
+        self.assertRaises(exception.MigrationNotFound,
+                          self.client.abort_migration, None, migration)
+
+    def test_instance_without_vfs_on_known_hosts_is_recorded(self):
+        self.two_hosts()
+        instance, migration = inv.new_uuid(), inv.new_uuid()
+        self.assertEqual([], self.client.prepare_migration(
+            None, migration, instance, 'src', 'dst'))
+        info = self.client.get_instance(None, instance)
+        self.assertEqual(([], 'in_progress', []),
+                         (info['allocations'], info['migration']['state'],
+                          info['migration']['vfs']))
+        # One migration in flight per instance, VFs or not.
+        self.assertRaises(exception.MigrationInProgress,
+                          self.client.prepare_migration, None,
+                          inv.new_uuid(), instance, 'src', 'dst')
+        self.assertEqual([], self.client.complete_migration(None,
+                                                            migration))
+        self.assertEqual([], self.client.prepare_migration(
+            None, inv.new_uuid(), instance, 'dst', 'src'))
+
+    def test_empty_migration_retargeted_to_an_unknown_host_is_dropped(self):
+        self.two_hosts()
+        instance, migration = inv.new_uuid(), inv.new_uuid()
+        self.client.prepare_migration(None, migration, instance, 'src',
+                                      'dst')
+        self.assertEqual([], self.client.prepare_migration(
+            None, migration, instance, 'src', 'nowhere'))
+        self.assertIsNone(migration_row(self.engine, migration))
+        self.assertRaises(exception.MigrationNotFound,
+                          self.client.complete_migration, None, migration)
+        # The instance is free to migrate again.
+        self.assertEqual([], self.client.prepare_migration(
+            None, inv.new_uuid(), instance, 'src', 'dst'))
+
+    def test_database_keeps_one_migration_in_flight_per_instance(self):
+        # The guard is the schema, not a read: a second row in flight for
+        # the same instance is refused by the database itself.
+        self.two_hosts()
+        instance, migration = inv.new_uuid(), inv.new_uuid()
+        self.client.prepare_migration(None, migration, instance, 'src',
+                                      'dst')
+        row = migration_row(self.engine, migration)
+        self.assertEqual(instance, row.in_flight_instance_uuid)
+        values = {c: getattr(row, c) for c in (
+            'instance_uuid', 'source_host_id', 'dest_host_id', 'state',
+            'lease_expires_at', 'created_at', 'in_flight_instance_uuid')}
+        M = models.Migration
+        with self.engine.connect() as conn:
+            self.assertRaises(db_exc.DBDuplicateEntry, conn.execute,
+                              sa.insert(M).values(uuid=inv.new_uuid(),
+                                                  **values))
+        self.client.abort_migration(None, migration)
+        self.assertIsNone(migration_row(
+            self.engine, migration).in_flight_instance_uuid)
+
+    # 1.2: complete_migration(reclaim=True)
+
+    def _expired_and_taken(self, vfs=1, dest_vfs=2):
+        self.report('src', inv.pf(5, 4))
+        self.report('dst', inv.pf(6, dest_vfs))
+        instance, migration, pairs = self._prepared(vfs=vfs)
+        lapse(self.engine, migration)
+        reap()
+        thief = inv.new_uuid()
+        self.client.allocate(None, thief, 'dst', [inv.request()] * vfs,
+                             'thief')
+        return instance, migration, pairs, thief
+
+    def test_complete_after_expiry_wins_back_free_vfs(self):
+        self.two_hosts()
+        instance, migration, pairs = self._prepared()
+        lapse(self.engine, migration)
+        reap()
+        done = self.client.complete_migration(None, migration)
+        self.assertEqual([pairs[0]['dest']['address']],
+                         [a['address'] for a in done])
+        self.assertEqual((pairs[0]['source']['mac'], 100),
+                         (done[0]['mac'], done[0]['vlan']))
+        self.assertEqual({'available'}, set(self.states('src').values()))
+
+    def test_complete_with_reclaim_stands_in_equivalent_vfs(self):
+        instance, migration, pairs, thief = self._expired_and_taken()
+        before = table_dump(self.engine)
+        self.assertRaises(exception.LeaseExpired,
+                          self.client.complete_migration, None, migration)
+        self.assertEqual(before, table_dump(self.engine))
+        done = self.client.complete_migration(None, migration,
+                                              reclaim=True)
+        self.assertEqual(1, len(done))
+        self.assertNotEqual(pairs[0]['dest']['address'], done[0]['address'])
+        self.assertEqual((pairs[0]['source']['mac'], 100),
+                         (done[0]['mac'], done[0]['vlan']))
+        table = vf_table(self.engine)
+        self.assertEqual(('allocated', instance, None),
+                         table[('dst', done[0]['address'])])
+        self.assertEqual(('allocated', thief, None),
+                         table[('dst', pairs[0]['dest']['address'])])
+        self.assertEqual({'available'}, set(self.states('src').values()))
+        VF = models.VirtualFunction
+        with self.engine.connect() as conn:
+            request_id = conn.execute(sa.select(VF.request_id).where(
+                VF.instance_uuid == instance)).scalar_one()
+        self.assertEqual('reclaim-%s' % migration, request_id)
+        self.assertEqual('completed', migration_row(self.engine,
+                                                    migration).state)
+        # The other host's hook gets the same answer.
+        self.assertEqual(done, self.client.complete_migration(
+            None, migration, reclaim=True))
+
+    def test_reclaim_frees_the_source_even_without_a_vf(self):
+        instance, migration, _pairs, _thief = self._expired_and_taken(
+            vfs=2, dest_vfs=3)
+        done = self.client.complete_migration(None, migration,
+                                              reclaim=True)
+        # One free VF was left for two pairs: the answer lists it alone.
+        self.assertEqual(1, len(done))
+        self.assertEqual({'available'}, set(self.states('src').values()))
+        self.assertEqual('completed', migration_row(self.engine,
+                                                    migration).state)
+
+    def test_late_complete_leaves_a_newer_migration_alone(self):
+        # Issue 9 item 4: an expired migration's late complete must not
+        # take the sources that a migration in flight holds.
+        self.three_hosts()
+        instance, first, pairs = self._prepared()
+        lapse(self.engine, first)
+        reap()
+        second = inv.new_uuid()
+        self.client.prepare_migration(None, second, instance, 'src',
+                                      'third')
+        before = table_dump(self.engine)
+        for reclaim in (False, True):
+            self.assertRaises(exception.MigrationInProgress,
+                              self.client.complete_migration, None, first,
+                              reclaim=reclaim)
+            self.assertEqual(before, table_dump(self.engine))
+        self.client.abort_migration(None, second)
+        self.assertEqual(('allocated', instance, None), vf_table(
+            self.engine)[('src', pairs[0]['source']['address'])])
+
+    def test_late_complete_after_release_changes_nothing(self):
+        self.two_hosts()
+        instance, migration, _pairs = self._prepared()
+        lapse(self.engine, migration)
+        reap()
+        self.client.release(None, instance)
+        before = table_dump(self.engine)
+        for reclaim in (False, True):
+            self.assertRaises(exception.LeaseExpired,
+                              self.client.complete_migration, None,
+                              migration, reclaim=reclaim)
+            self.assertEqual(before, table_dump(self.engine))
+
+    # 1.2: MACs assigned by the server
+
+    def test_allocate_assigns_unique_macs_kept_across_migrations(self):
+        self.two_hosts()
+        instance = inv.new_uuid()
+        allocs = self.client.allocate(None, instance, 'src', [
+            inv.request(), inv.request(mac=inv.mac(1)), inv.request()],
+            'req-1')
+        macs = [a['mac'] for a in allocs]
+        self.assertEqual(inv.mac(1), macs[1])
+        for mac in (macs[0], macs[2]):
+            self.assertRegex(mac, r'^fa:16:3e(:[0-9a-f]{2}){3}$')
+        self.assertEqual(3, len(set(macs)))
+        VF = models.VirtualFunction
+        with self.engine.connect() as conn:
+            recorded = sorted(conn.execute(sa.select(VF.mac).where(
+                VF.instance_uuid == instance)).scalars())
+        self.assertEqual(sorted(macs), recorded)
+        # A retry gets the same MACs back, not new ones.
+        self.assertEqual(allocs, self.client.allocate(
+            None, instance, 'src', [inv.request(),
+                                    inv.request(mac=inv.mac(1)),
+                                    inv.request()], 'req-1'))
+        migration = inv.new_uuid()
+        pairs = self.client.prepare_migration(None, migration, instance,
+                                              'src', 'dst')
+        self.assertEqual(sorted(macs),
+                         sorted(p['dest']['mac'] for p in pairs))
+        done = self.client.complete_migration(None, migration)
+        self.assertEqual(sorted(macs), sorted(a['mac'] for a in done))
 
 
 def _bad_input_cases():
@@ -415,6 +814,12 @@ def _bad_input_cases():
          'Invalid'),
         ('attach-state', 'set_attach_state', dict(attach_state='maybe'),
          'Invalid'),
+        ('reclaim-type', 'complete_migration', dict(reclaim='yes'),
+         'Invalid'),
+        ('begin-lease', 'begin_migration', dict(lease_seconds=-1),
+         'Invalid'),
+        ('begin-uuid', 'begin_migration', dict(migration_uuid='x'),
+         'Invalid'),
         # missing and unknown fields
         ('request-missing', 'allocate', dict(requests=[{'vlan': 1}]),
          'Invalid'),
@@ -438,6 +843,9 @@ def _bad_input_cases():
         ('unknown-dest', 'prepare_migration', dict(dest_host='nowhere'),
          'HostNotFound'),
         ('unknown-migration', 'complete_migration',
+         dict(migration_uuid='00000000-0000-0000-0000-000000000000'),
+         'MigrationNotFound'),
+        ('unknown-begin', 'begin_migration',
          dict(migration_uuid='00000000-0000-0000-0000-000000000000'),
          'MigrationNotFound'),
         ('second-migration', 'prepare_migration',
@@ -472,6 +880,7 @@ class BadInputBehaviour:
                                       source_host='src', dest_host='dst'),
             'renew_migration': dict(migration_uuid=migration),
             'complete_migration': dict(migration_uuid=migration),
+            'begin_migration': dict(migration_uuid=migration),
             'report_inventory': dict(host='src', pfs=[inv.pf(5, 2)]),
             'get_host': dict(host='src'),
             'replace_allocation': dict(instance_uuid=instance, host='src',
@@ -488,7 +897,7 @@ class BadInputBehaviour:
                 kwargs[key] = instance if value == 'MIGRATING' else value
             expected_cls = (exception.InvalidInput if expected == 'Invalid'
                             else getattr(exception, expected))
-            call = getattr(self.client.client.prepare(version='1.1'),
+            call = getattr(self.client.client.prepare(version='1.2'),
                            'call')
             try:
                 call({}, method, **kwargs)

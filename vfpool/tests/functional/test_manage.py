@@ -14,8 +14,11 @@ from vfpool.db import migration
 from vfpool.db import models
 from vfpool import exception
 from vfpool.objects import admin
+from vfpool.objects import allocation as allocation_obj
 from vfpool.objects import host as host_obj
 from vfpool.objects import migration as migration_obj
+from vfpool.objects import migration_view
+from vfpool.tests import api_cases
 from vfpool.tests.functional import operator_base as ob
 
 INSTANCE_3 = '3c3c3c3c-3c3c-4c3c-8c3c-3c3c3c3c3c3c'
@@ -82,6 +85,9 @@ class ManageTestCase(ob.OperatorTestCase):
 
     def vf(self, host: str, address: str) -> dict:
         return admin.get_vf(self.context, host, address)
+
+    def migration_state(self, migration_uuid: str) -> str:
+        return migration_view.get(self.context, migration_uuid)['state']
 
 
 class TestDb(ManageTestCase):
@@ -173,9 +179,11 @@ class TestHost(ManageTestCase):
                                 '--reason', 'drain')
         self.assertEqual((True, 'drain'),
                          (host['disabled'], host['disabled_reason']))
+        self.allocate(ob.INSTANCE_2, 'host-a')
         self.assertRaises(exception.HostDisabled, migration_obj.prepare,
                           self.context, ob.STRANGER, ob.INSTANCE_2,
                           'host-a', 'host-b', 600)
+        allocation_obj.release(self.context, ob.INSTANCE_2)
         host = self.manage_json('host', 'enable', 'host-b')
         self.assertEqual((False, None),
                          (host['disabled'], host['disabled_reason']))
@@ -319,9 +327,9 @@ class TestMigration(ManageTestCase):
         self.assertEqual([ob.MIGRATION, ob.STRANGER],
                          [m['uuid'] for m in found])
         first = found[0]
-        self.assertEqual(('host-a', 'host-b', 'in_progress'),
+        self.assertEqual(('host-a', 'host-b', 'in_progress', False),
                          (first['source_host'], first['dest_host'],
-                          first['state']))
+                          first['state'], first['stalled']))
         self.assertEqual([('0000:05:10.0', '0000:81:10.0')],
                          [(p['source']['address'], p['dest']['address'])
                           for p in first['vfs']])
@@ -344,7 +352,7 @@ class TestMigration(ManageTestCase):
         err = self.assertFails(2, 'pass --yes', 'migration', 'abort',
                                ob.MIGRATION)
         self.assertIn('free its 1 destination claim(s)', err)
-        self.assertEqual('in_progress', migration_obj.get(
+        self.assertEqual('in_progress', migration_view.get(
             self.context, ob.MIGRATION)['state'])
 
     def test_abort(self):
@@ -352,7 +360,7 @@ class TestMigration(ManageTestCase):
                                   '--yes')
         self.assertEqual({'migration_uuid': ob.MIGRATION, 'freed': 1},
                          result)
-        self.assertEqual('aborted', migration_obj.get(
+        self.assertEqual('aborted', migration_view.get(
             self.context, ob.MIGRATION)['state'])
         self.assertEqual('available',
                          self.vf('host-b', '0000:81:10.0')['state'])
@@ -384,6 +392,96 @@ class TestMigration(ManageTestCase):
                                    'freed': 1}}, 'INFO')], sent)
         self.assertTrue(test_notifications.NOTIFICATIONS[0][1][
             'publisher_id'].startswith('vfpool-manage:'))
+
+    def stall(self) -> None:
+        """MIGRATION moving with a lapsed lease: its compute went quiet."""
+        migration_obj.begin(self.context, ob.MIGRATION, 600)
+        api_cases.lapse(db_api.get_engine(), ob.MIGRATION)
+
+    def test_list_shows_stalled_migrations(self):
+        self.allocate(ob.INSTANCE_2, 'host-b')
+        self.prepare(ob.STRANGER, ob.INSTANCE_2, 'host-b', 'host-a')
+        migration_obj.begin(self.context, ob.STRANGER, 600)
+        self.stall()
+        found = self.manage_json('migration', 'list')
+        self.assertEqual([(ob.MIGRATION, 'moving', True),
+                          (ob.STRANGER, 'moving', False)],
+                         [(m['uuid'], m['state'], m['stalled'])
+                          for m in found])
+        self.assertEqual([ob.MIGRATION], [m['uuid'] for m in self.manage_json(
+            'migration', 'list', '--stalled')])
+        rc, out, _err = self.manage('migration', 'list', '--stalled')
+        self.assertEqual(0, rc)
+        self.assertIn('Stalled', out)
+        self.assertIn(ob.MIGRATION, out)
+        self.assertNotIn(ob.STRANGER, out)
+        # Nothing reaps it.
+        self.assertEqual([], migration_obj.reap_expired(self.context))
+
+    def test_abort_of_a_stalled_migration_warns(self):
+        self.stall()
+        err = self.assertFails(2, 'pass --yes', 'migration', 'abort',
+                               ob.MIGRATION)
+        self.assertIn('Only do this if the guest runs on host-a', err)
+        result = self.manage_json('migration', 'abort', ob.MIGRATION,
+                                  '--yes')
+        self.assertEqual(1, result['freed'])
+        self.assertEqual(('allocated', None), (
+            self.vf('host-a', '0000:05:10.0')['state'],
+            self.vf('host-a', '0000:05:10.0')['migration_uuid']))
+
+    def test_complete_refused_without_yes(self):
+        self.stall()
+        err = self.assertFails(2, 'pass --yes', 'migration', 'complete',
+                               ob.MIGRATION)
+        self.assertIn('Only do this if the guest runs on host-b', err)
+        self.assertIn('its VFs on host-a are freed', err)
+        self.assertEqual('moving', self.migration_state(ob.MIGRATION))
+
+    def test_complete_finishes_a_stalled_migration_and_notifies(self):
+        self.configure('DEFAULT', transport_url='fake:/')
+        self.configure('notifications', enabled='true')
+        self.configure('oslo_messaging_notifications', driver='test')
+        test_notifications.reset()
+        self.addCleanup(test_notifications.reset)
+        self.stall()
+        result = self.manage_json('migration', 'complete', ob.MIGRATION,
+                                  '--yes')
+        self.assertEqual(ob.MIGRATION, result['migration_uuid'])
+        self.assertEqual(['0000:81:10.0'],
+                         [a['address'] for a in result['allocations']])
+        self.assertEqual('completed', self.migration_state(ob.MIGRATION))
+        self.assertEqual('available',
+                         self.vf('host-a', '0000:05:10.0')['state'])
+        self.assertEqual(('allocated', ob.INSTANCE),
+                         (self.vf('host-b', '0000:81:10.0')['state'],
+                          self.vf('host-b', '0000:81:10.0')['instance_uuid']))
+        sent = [(message['event_type'], priority) for _ctxt, message,
+                priority, _retry in test_notifications.NOTIFICATIONS]
+        self.assertEqual([('vfpool.migration.complete', 'INFO')], sent)
+        # Again: nothing to do, no prompt needed, same answer.
+        again = self.manage_json('migration', 'complete', ob.MIGRATION)
+        self.assertEqual(result, again)
+
+    def test_complete_after_expiry_needs_reclaim_for_taken_vfs(self):
+        api_cases.lapse(db_api.get_engine(), ob.MIGRATION)
+        migration_obj.reap_expired(self.context)
+        self.allocate(ob.INSTANCE_2, 'host-b')
+        self.assertFails(3, 'no longer free', 'migration', 'complete',
+                         ob.MIGRATION, '--yes')
+        result = self.manage_json('migration', 'complete', ob.MIGRATION,
+                                  '--reclaim', '--yes')
+        self.assertEqual(['0000:81:10.1'],
+                         [a['address'] for a in result['allocations']])
+
+    def test_complete_errors(self):
+        migration_obj.abort(self.context, ob.MIGRATION)
+        self.assertFails(3, 'is aborted', 'migration', 'complete',
+                         ob.MIGRATION, '--yes')
+        self.assertFails(3, 'could not be found', 'migration', 'complete',
+                         ob.STRANGER, '--yes')
+        self.assertFails(2, 'is not a UUID', 'migration', 'complete', 'nope',
+                         '--yes')
 
     def test_abort_errors(self):
         migration_obj.complete(self.context, ob.MIGRATION)
@@ -431,7 +529,7 @@ class TestInstance(ManageTestCase):
         self.assertEqual(2, result['freed'])
         self.assertEqual([], admin.list_vfs(self.context,
                                             instance_uuid=ob.INSTANCE))
-        self.assertEqual('aborted', migration_obj.get(
+        self.assertEqual('aborted', migration_view.get(
             self.context, ob.MIGRATION)['state'])
         # Idempotent.
         result = self.manage_json('instance', 'release', ob.INSTANCE)
@@ -497,7 +595,8 @@ class TestAudit(ManageTestCase):
         with db_api.get_engine().begin() as conn:
             conn.execute(sa.update(models.Migration)
                          .where(models.Migration.uuid == MIGRATION_2)
-                         .values(state=models.ABORTED))
+                         .values(state=models.ABORTED,
+                                 in_flight_instance_uuid=None))
         return ['--libvirt-uri', self.write_host(
                     'host-a', _domain(ob.INSTANCE, ['0000:05:10.0']),
                     _domain(ob.INSTANCE_2),
@@ -568,7 +667,7 @@ class TestAudit(ManageTestCase):
         self.assertEqual(self.EXPECTED, self.found(report))
         self.assertTrue(all(p['fixed'] for p in report['problems']))
 
-        self.assertEqual('expired', migration_obj.get(
+        self.assertEqual('expired', migration_view.get(
             self.context, ob.MIGRATION)['state'])
         self.assertEqual('available',
                          self.vf('host-b', '0000:81:10.1')['state'])

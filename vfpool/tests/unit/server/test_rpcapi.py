@@ -15,6 +15,12 @@ class OldManager(manager.Manager):
     target = messaging.Target(version='1.0')
 
 
+class Manager11(manager.Manager):
+    """A server still on RPC 1.1, as during the upgrade to 1.2."""
+
+    target = messaging.Target(version='1.1')
+
+
 class TestVersionCap(testtools.TestCase):
     def setUp(self):
         super().setUp()
@@ -24,8 +30,8 @@ class TestVersionCap(testtools.TestCase):
     def test_uncapped_client_sends_newest_version(self):
         client = self.useFixture(fixtures.FakeRPC(self.conf)).client
         self.assertEqual(rpcapi.RPC_API_VERSION, client.version_cap)
-        self.assertTrue(client.can_send_version('1.1'))
-        self.assertEqual('1.1', client.ping(None)['version'])
+        self.assertTrue(client.can_send_version('1.2'))
+        self.assertEqual('1.2', client.ping(None)['version'])
 
     def test_capped_client_keeps_working_with_old_server(self):
         self.conf.set_override('vfpool', '1.0', group='upgrade_levels')
@@ -49,3 +55,55 @@ class TestVersionCap(testtools.TestCase):
         rpc.manager_class = OldManager
         client = self.useFixture(rpc).client
         self.assertRaises(messaging.UnsupportedVersion, client.ping, None)
+
+
+class TestVersionCap12(testtools.TestCase):
+    """``[upgrade_levels] vfpool = 1.1`` against a 1.1 server."""
+
+    def setUp(self):
+        super().setUp()
+        self.conf = self.useFixture(fixtures.Conf()).conf
+        self.useFixture(fixtures.Database())
+
+    def old_server(self, cap=None):
+        if cap is not None:
+            self.conf.set_override('vfpool', cap, group='upgrade_levels')
+        rpc = fixtures.FakeRPC(self.conf)
+        rpc.manager_class = Manager11
+        return self.useFixture(rpc).client
+
+    def test_capped_client_keeps_working_with_a_1_1_server(self):
+        client = self.old_server(cap='1.1')
+        self.assertFalse(client.can_send_version('1.2'))
+        migration = inv.new_uuid()
+        # 1.2 things fail locally, before anything is sent.
+        self.assertRaises(rpcapi.VersionTooNew, client.begin_migration,
+                          None, migration)
+        self.assertRaises(rpcapi.VersionTooNew, client.complete_migration,
+                          None, migration, reclaim=True)
+        # Everything of 1.0 and 1.1 goes through, at the version it was.
+        client.report_inventory(None, 'src', [inv.pf(5, 1)])
+        client.report_inventory(None, 'dst', [inv.pf(6, 1)])
+        instance = inv.new_uuid()
+        client.allocate(None, instance, 'src',
+                        [inv.request(mac=inv.mac(1))], 'req-1')
+        pairs = client.prepare_migration(None, migration, instance, 'src',
+                                         'dst')
+        self.assertEqual('0000:06:10.0', pairs[0]['dest']['address'])
+        client.renew_migration(None, migration)
+        done = client.complete_migration(None, migration)
+        self.assertEqual(['0000:06:10.0'], [a['address'] for a in done])
+        self.assertIn('version', client.ping(None))
+
+    def test_1_1_server_refuses_what_it_would_answer_differently(self):
+        # An uncapped client sends prepare_migration and allocate at 1.2,
+        # so a server that cannot retarget or assign MACs says so instead
+        # of answering the 1.1 way.
+        client = self.old_server()
+        self.assertRaises(messaging.UnsupportedVersion,
+                          client.prepare_migration, None, inv.new_uuid(),
+                          inv.new_uuid(), 'src', 'dst')
+        self.assertRaises(messaging.UnsupportedVersion, client.allocate,
+                          None, inv.new_uuid(), 'src', [inv.request()], 'r')
+        self.assertRaises(messaging.UnsupportedVersion,
+                          client.begin_migration, None, inv.new_uuid())

@@ -1,0 +1,116 @@
+"""Migrations as the API and the operator tools show them (read only)."""
+
+import sqlalchemy as sa
+
+from vfpool.db import api as db_api
+from vfpool.db import models
+from vfpool import exception
+from vfpool.objects import host as host_obj
+from vfpool.objects import leases
+from vfpool.objects import vf as vf_obj
+from vfpool import utils
+
+VF = models.VirtualFunction
+Migration = models.Migration
+MigrationVF = models.MigrationVF
+
+
+def find(session, migration_uuid: str) -> models.Migration | None:
+    return session.execute(sa.select(Migration).where(
+        Migration.uuid == migration_uuid)).scalar_one_or_none()
+
+
+def get_row(session, migration_uuid: str) -> models.Migration:
+    row = find(session, migration_uuid)
+    if row is None:
+        raise exception.MigrationNotFound(migration_uuid=migration_uuid)
+    return row
+
+
+def links(session, migration_id: int) -> list:
+    """The migration's (source VF, destination VF) pairs, in claim order."""
+    return session.connection().execute(
+        sa.select(MigrationVF).where(MigrationVF.migration_id == migration_id)
+        .order_by(MigrationVF.id)).all()
+
+
+def pairs(session, migration_id: int) -> list[dict]:
+    """The answer of prepare_migration, rebuilt from what was recorded."""
+    found = links(session, migration_id)
+    vf_ids = {link.source_vf_id for link in found} | {
+        link.dest_vf_id for link in found}
+    rows = {vf.id: vf for vf in
+            vf_obj.with_pf(session, VF.id.in_(vf_ids))} if vf_ids else {}
+    result = []
+    for link in found:
+        owner = dict(mac=link.mac, vlan=link.vlan, port_id=link.port_id)
+        result.append({
+            'source': vf_obj.allocation(rows[link.source_vf_id], **owner),
+            'dest': vf_obj.allocation(rows[link.dest_vf_id], **owner),
+        })
+    return result
+
+
+def _describe(session, migration: models.Migration, **extra) -> dict:
+    names = host_obj.names_by_id(
+        session, {migration.source_host_id, migration.dest_host_id})
+    return dict({
+        'uuid': migration.uuid,
+        'instance_uuid': migration.instance_uuid,
+        'source_host': names[migration.source_host_id],
+        'dest_host': names[migration.dest_host_id],
+        'state': migration.state,
+        'lease_expires_at': utils.isotime(migration.lease_expires_at),
+        'vfs': pairs(session, migration.id),
+    }, **extra)
+
+
+def current(session, instance_uuid: str) -> dict | None:
+    """The instance's migration in flight, else its latest one."""
+    row = session.execute(
+        sa.select(Migration).where(Migration.instance_uuid == instance_uuid)
+        .order_by(Migration.in_flight_instance_uuid.is_(None),
+                  Migration.created_at.desc(), Migration.id.desc())
+        .limit(1)).scalar_one_or_none()
+    return None if row is None else _describe(session, row)
+
+
+def stalled():
+    """Criteria of a ``moving`` migration whose lease lapsed.
+
+    Nothing reaps it: the guest may run on either host, so only an
+    operator who knows where it runs may finish it (``vfpool-manage
+    migration complete`` or ``abort``).
+    """
+    return sa.and_(Migration.state == models.MOVING,
+                   Migration.lease_expires_at < leases.now())
+
+
+@db_api.context_manager.reader
+def list_migrations(context, state: str | None = None,
+                    host: str | None = None,
+                    only_stalled: bool = False) -> list[dict]:
+    """Migrations oldest first, each with a ``stalled`` flag."""
+    session = context.session
+    is_stalled = stalled().label('stalled')
+    query = sa.select(Migration, is_stalled).order_by(Migration.created_at,
+                                                      Migration.id)
+    if state is not None:
+        query = query.where(Migration.state == state)
+    if only_stalled:
+        query = query.where(stalled())
+    if host is not None:
+        host_id = host_obj.get_by_name(session, host).id
+        query = query.where(sa.or_(Migration.source_host_id == host_id,
+                                   Migration.dest_host_id == host_id))
+    return [_describe(session, row, stalled=bool(flag))
+            for row, flag in session.execute(query).all()]
+
+
+@db_api.context_manager.reader
+def get(context, migration_uuid: str) -> dict:
+    session = context.session
+    row = get_row(session, migration_uuid)
+    flag = session.execute(sa.select(stalled()).select_from(Migration)
+                           .where(Migration.id == row.id)).scalar()
+    return _describe(session, row, stalled=bool(flag))
