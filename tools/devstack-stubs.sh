@@ -72,7 +72,7 @@ function get_python_exec_prefix {
 # devstack pip-installs the tree in develop mode; skip it when that very
 # tree is already installed so (editable), as on development machines.
 function setup_develop {
-    local dir=$1
+    local dir=$1 extras=${2:-}
     local name shown
     name=$(cd $dir && python3 setup.py --name 2>/dev/null | tail -n 1)
     shown=$(python3 -m pip show "$name" 2>/dev/null || true)
@@ -80,7 +80,7 @@ function setup_develop {
         echo "$name is already installed in develop mode from $dir"
         return 0
     fi
-    python3 -m pip install -e "$dir"
+    python3 -m pip install -e "$dir${extras:+[$extras]}"
 }
 
 # iniset_multiline file section option value...: every value on its own

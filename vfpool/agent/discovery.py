@@ -26,11 +26,11 @@ import collections
 import logging as py_logging
 import typing
 
-import libvirt
 from oslo_log import log as logging
 
 from vfpool.agent import device_spec
 from vfpool.agent import nodedev
+from vfpool.libvirt_import import libvirt
 
 LOG = logging.getLogger(__name__)
 

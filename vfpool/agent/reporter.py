@@ -25,7 +25,6 @@ import logging as py_logging
 import threading
 from typing import Callable
 
-import libvirt
 from oslo_config import cfg
 from oslo_log import log as logging
 import oslo_messaging as messaging
@@ -35,6 +34,7 @@ from vfpool.agent import device_spec
 from vfpool.agent import discovery
 from vfpool import context as vfpool_context
 from vfpool import exception
+from vfpool.libvirt_import import libvirt
 from vfpool import rpc
 from vfpool import rpcapi
 

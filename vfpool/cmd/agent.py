@@ -4,14 +4,20 @@ import sys
 
 from oslo_log import log as logging
 
-from vfpool.agent import device_spec
-from vfpool.agent import reporter
 from vfpool import config
+from vfpool import libvirt_import
 
 LOG = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        # The agent's modules need libvirt-python, an optional extra:
+        # imported here so that its absence is a one-line error.
+        from vfpool.agent import device_spec
+        from vfpool.agent import reporter
+    except libvirt_import.LibvirtMissing as exc:
+        return libvirt_import.fail('vfpool-agent', exc)
     conf = config.parse_args(sys.argv[1:] if argv is None else argv)
     conf.log_opt_values(LOG, logging.DEBUG)
     error = None

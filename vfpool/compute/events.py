@@ -23,8 +23,9 @@ import threading
 import time
 import typing
 
-import libvirt
 from oslo_log import log as logging
+
+from vfpool.libvirt_import import libvirt
 
 LOG = logging.getLogger(__name__)
 

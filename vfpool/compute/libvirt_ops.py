@@ -12,12 +12,12 @@ lets go, so the caller can abort the migration with the VF still in place.
 
 import time
 
-import libvirt
 from oslo_log import log as logging
 
 from vfpool.compute import events as vf_events
 from vfpool.compute import vf_xml
 from vfpool import exception
+from vfpool.libvirt_import import libvirt
 
 LOG = logging.getLogger(__name__)
 

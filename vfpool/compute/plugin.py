@@ -44,7 +44,6 @@ import re
 import threading
 import typing
 
-import libvirt
 from oslo_config import cfg
 from oslo_log import log as logging
 
@@ -53,6 +52,7 @@ from vfpool.compute import libvirt_ops
 from vfpool.compute import recovery
 from vfpool.compute import vf_xml
 from vfpool import exception
+from vfpool.libvirt_import import libvirt
 from vfpool import rpcapi
 
 LOG = logging.getLogger(__name__)

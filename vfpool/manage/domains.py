@@ -7,6 +7,8 @@ vfpool-manage works on machines without it.
 
 from xml.etree import ElementTree as ET
 
+from vfpool import libvirt_import
+
 # PCI passthrough as OpenStack does it (an <interface type='hostdev'>,
 # which keeps the MAC and VLAN) and as a plain <hostdev>.
 _SOURCE_PATHS = ("./devices/interface[@type='hostdev']/source/address",
@@ -37,10 +39,9 @@ def pci_sources(domain_xml: str) -> set[str]:
 def running_guests(uri: str) -> dict[str, set[str]]:
     """Running domain UUID -> the PCI addresses it passes through."""
     try:
-        import libvirt
-    except ImportError:
-        raise LibvirtError('reading guests needs libvirt-python '
-                           '(pip install libvirt-python)')
+        libvirt = libvirt_import.load()
+    except libvirt_import.LibvirtMissing as e:
+        raise LibvirtError(str(e))
     # Errors come back as exceptions; do not also print them on stderr.
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     try:

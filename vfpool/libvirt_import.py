@@ -1,0 +1,54 @@
+"""libvirt-python, imported here and nowhere else because it is optional.
+
+vfpool-server, vfpool-manage and vfpool-status run without it.  The
+agent, the compute plugin and ``vfpool-manage audit --libvirt-uri`` need
+it; they get it with the ``libvirt`` extra (``pip install
+'vfpool[libvirt]'``), whose build needs pkg-config, a C compiler and
+libvirt's development files (``bindep quickstart`` lists them).
+
+Modules that need libvirt import it with::
+
+    from vfpool.libvirt_import import libvirt
+
+Without libvirt-python that line raises :class:`LibvirtMissing`, an
+``ImportError`` whose message says what to install; console scripts
+print that message as their one-line error.
+"""
+
+import importlib
+import sys
+import types
+
+#: The setup.cfg extra that brings libvirt-python.
+EXTRA = 'libvirt'
+MESSAGE = ('libvirt-python is not installed; install vfpool with its %s '
+           'extra: pip install "vfpool[%s]" (building it needs pkg-config, '
+           'a C compiler and libvirt\'s development files)' % (EXTRA, EXTRA))
+
+
+class LibvirtMissing(ImportError):
+    """libvirt-python cannot be imported; the message names the extra."""
+
+    def __init__(self) -> None:
+        super().__init__(MESSAGE, name='libvirt')
+
+
+def load() -> types.ModuleType:
+    """The ``libvirt`` module, or :class:`LibvirtMissing`."""
+    try:
+        return importlib.import_module('libvirt')
+    except ImportError as exc:
+        raise LibvirtMissing() from exc
+
+
+def fail(program: str, error: LibvirtMissing) -> int:
+    """Print ``error`` as ``program``'s one-line error; the exit status."""
+    print('%s: %s' % (program, error), file=sys.stderr)
+    return 1
+
+
+def __getattr__(name: str) -> types.ModuleType:
+    # ``from vfpool.libvirt_import import libvirt`` lands here (PEP 562).
+    if name == 'libvirt':
+        return load()
+    raise AttributeError('module %r has no attribute %r' % (__name__, name))
