@@ -8,7 +8,8 @@ from sqlalchemy import orm
 # reports want sub-second precision on every backend.
 DateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mysql')
 
-# VF states (DESIGN.md "VF states").
+# VF states: doc/source/admin/operations.rst ("How vfpool holds VFs")
+# says what each means; doc/source/reference/rpc-api.rst reports them.
 AVAILABLE = 'available'
 CLAIMED = 'claimed'
 ALLOCATED = 'allocated'
