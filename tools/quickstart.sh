@@ -1,45 +1,258 @@
 #!/bin/bash
-# Installs vfpool and starts vfpool-server on its embedded defaults:
-# SQLite under ~/.vfpool and the RabbitMQ on localhost (guest/guest).
-# Then asks the server, over RPC, who it is.  Stop it with
-#   kill "$(cat ~/.vfpool/vfpool-server.pid)"
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# vfpool on one machine, doing its real job, in one command:
+#
+#   tools/quickstart.sh          install, start, show (again: restarts)
+#   tools/quickstart.sh stop     stop what it started
+#
+# 1. Starts RabbitMQ if it is installed but down (and says what to do if
+#    it is not installed).
+# 2. Installs the system packages of bindep.txt's "quickstart" profile
+#    (with apt-get or dnf; sudo when not root) and vfpool with its
+#    libvirt extra into a virtualenv: the active one, else ~/.vfpool/venv.
+# 3. Creates the SQLite database under ~/.vfpool (vfpool's default),
+#    starts vfpool-server and two vfpool-agents, quickstart-1 and
+#    quickstart-2, each reading the same compute host through libvirt's
+#    test driver (tools/quickstart/host.xml, from real node-device dumps).
+# 4. Shows "vfpool-manage vf list" and makes one allocate ->
+#    prepare_migration -> complete_migration round over RPC
+#    (tools/quickstart/demo.py), moving an instance's VF from quickstart-1
+#    to quickstart-2.
+#
+# Logs, configuration and pid files are in ~/.vfpool/quickstart.  It runs
+# on RabbitMQ's default virtual host with its own topic and exchange,
+# "vfpool-quickstart", so that it never takes the calls of another vfpool
+# on the same broker.  Environment:
+#   VFPOOL_QUICKSTART_TRANSPORT_URL  broker (rabbit://guest:guest@127.0.0.1:5672/)
+#   VFPOOL_QUICKSTART_TOPIC          RPC topic and exchange (vfpool-quickstart)
+#   PYTHON                           Python that makes the virtualenv (python3)
+set -o errexit -o nounset -o pipefail
+
+TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=$HOME/.vfpool                 # vfpool's default [DEFAULT] state_path
+QS=$STATE/quickstart
+VENV=${VIRTUAL_ENV:-$STATE/venv}
 PYTHON=${PYTHON:-python3}
-STATE=$HOME/.vfpool   # vfpool's default [DEFAULT] state_path
+DEFAULT_URL=rabbit://guest:guest@127.0.0.1:5672/
+TRANSPORT_URL=${VFPOOL_QUICKSTART_TRANSPORT_URL:-$DEFAULT_URL}
+TOPIC=${VFPOOL_QUICKSTART_TOPIC:-vfpool-quickstart}
+HOSTS=(quickstart-1 quickstart-2)
+# The instance of the claim round; the same on every run.
+INSTANCE=00000000-0000-4000-8000-0000000000a1
+SERVICES=(server "${HOSTS[@]/#/agent-}")
 
-$PYTHON -m pip install -q --disable-pip-version-check -e .
-mkdir -p "$STATE"
-tools/start-services.sh >/dev/null 2>&1 || true
+SUDO=""
+[[ $(id -u) == 0 ]] || SUDO=sudo
 
-vfpool-manage db sync
-if [ -f "$STATE/vfpool-server.pid" ] && kill -0 "$(cat "$STATE/vfpool-server.pid")" 2>/dev/null; then
-    echo "vfpool-server already running (pid $(cat "$STATE/vfpool-server.pid"))"
-else
-    nohup vfpool-server --log-file "$STATE/vfpool-server.log" >/dev/null 2>&1 &
-    echo $! > "$STATE/vfpool-server.pid"
-    echo "vfpool-server started (pid $!), log in $STATE/vfpool-server.log"
+step() { echo "==> $*"; }
+die() { echo "quickstart: $*" >&2; exit 1; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/5672") 2>/dev/null; }
+
+# The pid of a running service this quickstart started, or nothing.
+running_pid() {
+    local pid
+    pid=$(cat "$QS/$1.pid" 2>/dev/null) || return 0
+    if tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$QS/"; then
+        echo "$pid"
+    fi
+}
+
+# Stops the services in parallel: SIGTERM to each service's main process
+# (oslo.service passes it on to its worker), then, 30 s later, SIGKILL to
+# whatever is left of its session.
+stop_services() {
+    local name pid
+    local -A pids=()
+    for name in "${SERVICES[@]}"; do
+        pid=$(running_pid "$name")
+        if [[ -n $pid ]]; then
+            kill -TERM "$pid" 2>/dev/null || true
+            pids[$name]=$pid
+        fi
+    done
+    for name in "${SERVICES[@]}"; do
+        pid=${pids[$name]:-}
+        if [[ -n $pid ]]; then
+            for _ in $(seq 1 300); do
+                kill -0 -- "-$pid" 2>/dev/null || break
+                sleep 0.1
+            done
+            if kill -0 -- "-$pid" 2>/dev/null; then
+                kill -KILL -- "-$pid" 2>/dev/null || true
+                echo "killed vfpool-$name (pid $pid): it did not stop" \
+                    "within 30 s of SIGTERM; see $QS/$name.log"
+            else
+                echo "stopped vfpool-$name (pid $pid)"
+            fi
+        fi
+        rm -f "$QS/$name.pid"
+    done
+}
+
+start_rabbitmq() {
+    if [[ -d /run/systemd/system ]]; then
+        $SUDO systemctl start rabbitmq-server
+    else
+        $SUDO rabbitmq-server -detached
+    fi
+}
+
+stop_rabbitmq() {
+    if [[ -d /run/systemd/system ]]; then
+        $SUDO systemctl stop rabbitmq-server
+    else
+        $SUDO rabbitmqctl stop >/dev/null
+    fi
+}
+
+if [[ ${1:-start} == stop ]]; then
+    stop_services
+    if [[ -f $QS/started-rabbitmq ]]; then
+        PATH=$PATH:/usr/sbin stop_rabbitmq ||
+            die "could not stop RabbitMQ, which the quickstart started"
+        rm -f "$QS/started-rabbitmq"
+        echo "stopped RabbitMQ (the quickstart started it)"
+    fi
+    exit 0
+elif [[ ${1:-start} != start ]]; then
+    echo "usage: $0 [start|stop]" >&2
+    exit 2
 fi
 
-$PYTHON - <<'PY'
-import sys
-import time
+mkdir -p "$QS"
+stop_services   # a second run starts afresh, on the current code
 
-from vfpool.cmd import __init__  # noqa: F401  (threading backend first)
-import oslo_messaging as messaging
+# The local RabbitMQ is ours to start when the broker is on 127.0.0.1.
+if [[ $TRANSPORT_URL =~ ^rabbit://[^@/]*@(127\.0\.0\.1|localhost)(:5672)?/ ]] &&
+        ! port_open; then
+    step "RabbitMQ"
+    if [[ ! -x /usr/sbin/rabbitmq-server ]] &&
+            ! command -v rabbitmq-server >/dev/null; then
+        if command -v apt-get >/dev/null; then
+            install="${SUDO:+sudo }apt-get install rabbitmq-server"
+        else
+            install="${SUDO:+sudo }dnf install rabbitmq-server"
+        fi
+        die "RabbitMQ is not installed. Install it ($install), or give" \
+            "another broker (VFPOOL_QUICKSTART_TRANSPORT_URL=rabbit://USER:PASSWORD@HOST:5672/VHOST)," \
+            "then run $0 again."
+    fi
+    PATH=$PATH:/usr/sbin start_rabbitmq
+    touch "$QS/started-rabbitmq"
+    for _ in $(seq 1 60); do
+        port_open && break
+        sleep 1
+    done
+    port_open || die "RabbitMQ did not open port 5672 within 60 s"
+    echo "started RabbitMQ; '$0 stop' stops it again"
+fi
 
-from vfpool import config
-from vfpool import rpcapi
+step "Python virtualenv $VENV"
+if [[ ! -x $VENV/bin/pip ]]; then
+    if ! $PYTHON -m venv "$VENV" >/dev/null 2>&1; then
+        # Debian keeps venv apart; bindep (below) needs a virtualenv.
+        [[ -z ${VIRTUAL_ENV:-} ]] && rm -rf "$VENV"
+        command -v apt-get >/dev/null || \
+            die "$PYTHON cannot make a virtualenv (python3 -m venv)"
+        echo "installing: python3-venv"
+        $SUDO apt-get update -qq
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            python3-venv >/dev/null
+        $PYTHON -m venv "$VENV"
+    fi
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
-conf = config.parse_args([], setup_logging=False)
-client = rpcapi.VfpoolAPI(conf, timeout=2)
-deadline = time.time() + 60
-while True:
-    try:
-        answer = client.ping(None)
-        break
-    except messaging.MessagingTimeout:
-        if time.time() > deadline:
-            sys.exit('vfpool-server did not answer; see its log')
-print('vfpool-server on %(host)s answers, RPC API %(version)s' % answer)
-PY
+step "System packages (bindep.txt, profile quickstart)"
+[[ -x $VENV/bin/bindep ]] || "${PIP[@]}" install -q bindep
+missing=$(cd "$TOP" && "$VENV/bin/bindep" -b quickstart || true)
+if [[ -n $missing ]]; then
+    echo "installing:" $missing
+    # shellcheck disable=SC2086
+    if command -v apt-get >/dev/null; then
+        $SUDO apt-get update -qq
+        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends $missing >/dev/null
+    elif command -v dnf >/dev/null; then
+        $SUDO dnf install -y -q $missing
+    else
+        die "install these packages, then run $0 again: $missing"
+    fi
+fi
+
+step "vfpool and its libvirt extra"
+# Editable, so code changes need no reinstall; requirement changes do.
+stamp=$(cat "$TOP/setup.cfg" "$TOP/requirements.txt" "$TOP/pyproject.toml" |
+        sha256sum | cut -d' ' -f1)
+stamp="$stamp $TOP"
+if [[ -x $VENV/bin/vfpool-server &&
+      $(cat "$VENV/vfpool-quickstart.stamp" 2>/dev/null) == "$stamp" ]]; then
+    echo "installed already from $TOP (editable), same requirements"
+else
+    "${PIP[@]}" install -q -e "$TOP[libvirt]"
+    echo "$stamp" > "$VENV/vfpool-quickstart.stamp"
+fi
+
+step "Configuration in $QS"
+cat > "$QS/vfpool.conf" <<EOF
+# Written by tools/quickstart.sh; the database is vfpool's default, SQLite
+# under ~/.vfpool.
+[DEFAULT]
+transport_url = $TRANSPORT_URL
+rpc_topic = $TOPIC
+control_exchange = $TOPIC
+
+[agent]
+libvirt_uri = test://$TOP/tools/quickstart/host.xml
+device_spec = {"vendor_id": "8086", "physical_network": "physnet1"}
+EOF
+for host in "${HOSTS[@]}"; do
+    printf '[DEFAULT]\nhost = %s\n' "$host" > "$QS/agent-$host.conf"
+done
+
+step "Database"
+"$VENV/bin/vfpool-manage" db sync
+
+step "Starting vfpool-server and the agents of ${HOSTS[*]}"
+start() {
+    local name=$1
+    shift
+    # Its own session, so that stopping it stops all of it.
+    setsid bash -c 'echo $$ > "$0"; exec "$@"' "$QS/$name.pid" \
+        "$@" > "$QS/$name.log" 2>&1 < /dev/null &
+    for _ in $(seq 1 50); do
+        [[ -s $QS/$name.pid ]] && break
+        sleep 0.1
+    done
+    echo "vfpool-$name started (pid $(cat "$QS/$name.pid")), log $QS/$name.log"
+}
+demo() {
+    "$VENV/bin/python" "$TOP/tools/quickstart/demo.py" \
+        --config-file "$QS/vfpool.conf" "$@"
+}
+start server "$VENV/bin/vfpool-server" --config-file "$QS/vfpool.conf"
+# Agents report at once: start them when the server listens.
+demo server
+since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+for host in "${HOSTS[@]}"; do
+    start "agent-$host" "$VENV/bin/vfpool-agent" \
+        --config-file "$QS/vfpool.conf" --config-file "$QS/agent-$host.conf"
+done
+demo hosts --since "$since" "${HOSTS[@]}"
+
+step "The VFs the agents reported"
+echo "\$ vfpool-manage vf list"
+"$VENV/bin/vfpool-manage" vf list
+
+step "One claim round: allocate on ${HOSTS[0]}, migrate to ${HOSTS[1]}"
+demo round "$INSTANCE" "${HOSTS[@]}"
+echo "\$ vfpool-manage instance show $INSTANCE"
+"$VENV/bin/vfpool-manage" instance show "$INSTANCE"
+
+cat <<EOF
+
+vfpool runs: vfpool-server and the agents of ${HOSTS[*]}.
+Its commands are in $VENV/bin ('. $VENV/bin/activate' puts them on PATH):
+  vfpool-manage host list; vfpool-manage vf list; vfpool-manage migration list
+  vfpool-status upgrade check
+Stop it all with: $0 stop
+EOF

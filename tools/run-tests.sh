@@ -5,8 +5,9 @@
 # MariaDB and PostgreSQL run, creates the openstack_citest databases,
 # prepares libvirt/QEMU and the tiny test guest, then runs tox:
 # pep8, unit, functional, the config generator, the docs and the release
-# notes, and last the devstack plugin smoke test and the operator
-# walk-through.  Exits non-zero if anything fails.
+# notes, and last the devstack plugin smoke test, the operator
+# walk-through and the quickstart (on a fresh HOME, installing from a
+# wheelhouse filled beforehand).  Exits non-zero if anything fails.
 #
 # Extra arguments go to tox's functional run (e.g. a test filter).
 set -euo pipefail
@@ -30,6 +31,9 @@ if command -v apt-get >/dev/null; then
     fi
 fi
 
+step "Wheelhouse for the quickstart test"
+PYTHON=$PYTHON tools/test-quickstart.sh prepare
+
 step "Services"
 $SUDO tools/start-services.sh
 $SUDO tools/test-setup.sh >/dev/null
@@ -51,5 +55,8 @@ PATH="$PWD/.tox/py3/bin:$PATH" tools/devstack-smoke.sh
 
 step "Operator walk-through"
 PATH="$PWD/.tox/py3/bin:$PATH" tools/operator-walkthrough.sh
+
+step "Quickstart, as README says, on a fresh HOME"
+tools/test-quickstart.sh
 
 step "All tests passed"
