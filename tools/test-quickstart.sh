@@ -125,7 +125,10 @@ echo "==> tools/quickstart.sh (second run)"
 started=$(pids)
 "$TOP/tools/quickstart.sh" > "$WORK/second.out" 2>&1 || {
     cat "$WORK/second.out"; fail "the second run exited $?"; }
+cat "$WORK/second.out"
 check_run "$WORK/second.out"
+expect "$WORK/second.out" "^installed already from $TOP \(editable\), same requirements$" \
+    "the second run does not reinstall"
 expect "$WORK/second.out" "^stopped vfpool-server \(pid [0-9]+\)$" \
     "the second run restarts the server"
 expect "$WORK/second.out" "^release: freed the 1 VF\(s\) " \
