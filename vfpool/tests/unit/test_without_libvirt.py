@@ -17,6 +17,7 @@ import fixtures
 import testtools
 
 from vfpool import libvirt_import
+from vfpool import rpcapi
 
 #: Prepended to every child program: libvirt-python is "not installed".
 _NO_LIBVIRT = textwrap.dedent('''\
@@ -188,7 +189,7 @@ class TestWithoutLibvirt(testtools.TestCase):
         proc = _run(_SERVER_RPC)
         self.assertEqual(0, proc.returncode, proc.stderr)
         answers = json.loads(proc.stdout.splitlines()[0])
-        self.assertEqual('1.1', answers['ping']['version'])
+        self.assertEqual(rpcapi.RPC_API_VERSION, answers['ping']['version'])
         self.assertEqual(2, answers['report']['added'])
         self.assertEqual('0000:05:00.0', answers['allocate'][0]['pf_address'])
         self.assertEqual([], self._loaded(proc.stdout))
