@@ -22,8 +22,8 @@ wiring is mechanical.  Where each runs, in order::
 
 Every hook is safe to call again (Nova retries, a compute service
 restarts): RPCs are keyed by the migration's or the request's id, and
-libvirt work starts from the live domain XML (an interface carrying the
-allocation's MAC is "attached").  The plugin remembers in memory what it
+libvirt work starts from the live domain XML (:func:`find_vf_interface`
+says whether a VF is "attached").  The plugin remembers in memory what it
 detached for a migration, to re-attach exactly that on rollback; after a
 restart it falls back to the live XML.
 
@@ -83,18 +83,27 @@ def vf_alias(alloc: dict) -> str:
 
 def find_vf_interface(domain_xml: str, alloc: dict
                       ) -> vf_xml.InterfaceInfo | None:
-    """The guest interface of an allocation: its MAC, or its PCI source.
+    """The guest interface of an allocation, or None: is the VF in there?
 
-    A ``<teaming type='persistent'/>`` standby sharing the MAC is not the
+    The one answer to that question for every hook.  A ``hostdev``
+    interface is the VF when both its PCI source and its MAC are the
+    allocation's (a swapped-out VF carries the same MAC); an allocation
+    without a MAC goes by the PCI source alone.  Another interface type (an
+    emulated stand-in) has no PCI source and goes by the MAC.  A
+    ``<teaming type='persistent'/>`` standby sharing the MAC is never the
     VF (QEMU failover pairs give both halves one MAC).
     """
-    if alloc.get('mac'):
-        info = vf_xml.find_interface_by_mac(domain_xml, alloc['mac'])
-        if info is not None and info.teaming_type != 'persistent':
-            return info
-        return None
+    mac = alloc.get('mac')
+    mac = mac.lower() if mac else None
+    address = (alloc.get('address') or '').lower()
     for info in vf_xml.parse_interfaces(domain_xml):
-        if info.type == 'hostdev' and info.pci_address == alloc['address']:
+        if info.teaming_type == 'persistent':
+            continue
+        if info.type == 'hostdev':
+            if info.pci_address == address and (mac is None
+                                                or info.mac == mac):
+                return info
+        elif mac is not None and info.mac == mac:
             return info
     return None
 
@@ -507,8 +516,8 @@ class VFMigrationPlugin:
         be freed in every case; and the recovery answers (``swap``'s
         ``replace_allocation``, ``set_attach_state``) act on allocations,
         not on claims.  A crash between the two is repaired by calling
-        this hook again: completion is idempotent and a VF whose MAC is
-        already in the live XML is left alone.
+        this hook again: completion is idempotent and a VF already in the
+        live XML is left alone.
 
         Each VF keeps the source's MAC and VLAN and joins the domain's
         ``<teaming type='persistent'/>`` standby when there is one.  A
@@ -565,7 +574,7 @@ class VFMigrationPlugin:
 
         Re-attaches, with their MAC, VLAN and former alias, the VFs that
         :meth:`detach_source_vfs` unplugged in this process (after a
-        restart: every source VF whose MAC is missing from the live XML),
+        restart: every source VF missing from the live XML),
         then aborts the migration, freeing the destination claims.  A VF
         that will not go back in is handled by the re-attach policy, on
         the source host; ``ReattachFailed`` is raised if any ended

@@ -392,6 +392,24 @@ class TestMigrationFlow(PluginTestCase):
         self.assertEqual([self.instance], looked_up)
         self.assertEqual(1, len(dst_dom.attach_calls))
 
+    def test_another_vf_with_the_mac_is_not_this_vf(self):
+        _src, dst_plugin, pair = self.migrate_to_destination()
+        dst_dom = self.dest_domain()
+        # E.g. a VF that a swap replaced: the same MAC, another PCI source.
+        dst_dom.attachDeviceFlags(vf_xml.hostdev_interface_xml(
+            '0000:06:11.7', inv.mac(1), alias='ua-other'), _LIVE)
+        dst_dom.attach_calls.clear()
+
+        result = dst_plugin.post_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration, dst_dom)
+
+        self.assertEqual('attached', result[0]['attach_state'])
+        self.assertEqual(1, len(dst_dom.attach_calls))
+        self.assertEqual(
+            ['0000:06:11.7', pair['dest']['address']],
+            [i.pci_address for i in vf_xml.parse_interfaces(
+                dst_dom.XMLDesc(0)) if i.type == 'hostdev'])
+
     def test_rollback_at_source_reattaches_and_aborts(self):
         src_plugin, _dst, pair = self.migrate_to_destination()
         src_dom = self.source_domain()
@@ -795,3 +813,31 @@ class TestAliases(testtools.TestCase):
                '<alias name="ua-standby"/></interface></devices></domain>')
         self.assertIsNone(vf_plugin.find_vf_interface(
             xml, {'address': '0000:05:10.0', 'mac': 'fa:16:3e:00:00:01'}))
+
+    def test_hostdev_must_match_mac_and_pci_source(self):
+        a = vf_xml.hostdev_interface_xml('0000:06:10.0', 'fa:16:3e:00:00:01',
+                                         alias='ua-a')
+        b = vf_xml.hostdev_interface_xml('0000:06:10.1', 'fa:16:3e:00:00:01',
+                                         alias='ua-b')
+        xml = '<domain><devices>%s%s</devices></domain>' % (a, b)
+        mac = 'fa:16:3e:00:00:01'
+        self.assertEqual('ua-b', vf_plugin.find_vf_interface(
+            xml, {'address': '0000:06:10.1', 'mac': mac}).alias)
+        self.assertEqual('ua-a', vf_plugin.find_vf_interface(
+            xml, {'address': '0000:06:10.0', 'mac': mac}).alias)
+        self.assertIsNone(vf_plugin.find_vf_interface(
+            xml, {'address': '0000:06:10.2', 'mac': mac}))
+        # The right PCI source with another MAC is another port.
+        self.assertIsNone(vf_plugin.find_vf_interface(
+            xml, {'address': '0000:06:10.1', 'mac': 'fa:16:3e:00:00:02'}))
+        # Without a MAC, the PCI source alone.
+        self.assertEqual('ua-b', vf_plugin.find_vf_interface(
+            xml, {'address': '0000:06:10.1', 'mac': None}).alias)
+
+    def test_emulated_stand_in_matches_by_mac(self):
+        xml = '<domain><devices>%s</devices></domain>' % (
+            vf_xml.emulated_interface_xml('0000:06:10.0', 'fa:16:3e:00:00:01',
+                                          alias='ua-e'))
+        self.assertEqual('ua-e', vf_plugin.find_vf_interface(
+            xml, {'address': '0000:06:10.3', 'mac': 'fa:16:3e:00:00:01'}
+        ).alias)
