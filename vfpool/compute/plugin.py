@@ -109,11 +109,11 @@ def find_vf_interface(domain_xml: str, alloc: dict
 
 
 def _unreachable(instance_uuid: str, error: Exception) -> recovery.AttachFn:
-    def attach(alloc: dict) -> None:
+    def fail(alloc: dict) -> typing.NoReturn:
         raise exception.DeviceAttachFailed(
             address=alloc['address'], domain=instance_uuid,
             reason='domain not found: %s' % error)
-    return attach
+    return recovery.AttachFn(plug=fail, plugged=fail)
 
 
 @dataclasses.dataclass
@@ -262,6 +262,14 @@ class VFMigrationPlugin:
         teaming_alias = teaming.alias if teaming is not None else None
         label = _label(dom)
 
+        def plugged(alloc: dict) -> bool:
+            try:
+                return find_vf_interface(dom.XMLDesc(0), alloc) is not None
+            except (libvirt.libvirtError, exception.InvalidInput) as exc:
+                raise exception.DeviceAttachFailed(
+                    address=alloc['address'], domain=label,
+                    reason='cannot read the live XML: %s' % exc)
+
         def attach(alloc: dict) -> None:
             alias = (aliases or {}).get(alloc['address']) or vf_alias(alloc)
             try:
@@ -280,7 +288,7 @@ class VFMigrationPlugin:
                     address=alloc['address'], domain=label, reason=str(exc))
             libvirt_ops.attach_device(dom, device_xml, alias,
                                       address=alloc['address'])
-        return attach
+        return recovery.AttachFn(plug=attach, plugged=plugged)
 
     def _detach(self, dom: libvirt.virDomain,
                 info: vf_xml.InterfaceInfo, address: str) -> None:

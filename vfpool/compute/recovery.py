@@ -12,7 +12,11 @@ the answer with ``[migration] reattach_failure_policy``:
     claim another equivalent VF on the same host in one server transaction
     (``replace_allocation``, RPC 1.1) and give that one as many attempts;
     then behave as ``error``.  A client capped below 1.1 behaves as
-    ``error`` at once.
+    ``error`` at once.  A failed attach may still have plugged the VF
+    (libvirt's reply lost with its connection), so a VF is only given up
+    once the guest's live XML shows it is not there: when the XML cannot
+    be read, the swap is refused and the policy behaves as ``error`` for
+    that VF.
 ``degrade``
     one attempt; the guest stays on its virtio standby, the allocation is
     recorded as ``detached`` for operators and nothing is raised.
@@ -50,9 +54,22 @@ ATTACHED = 'attached'
 DETACHED = 'detached'
 FAILED = 'failed'
 
-#: ``attach(alloc)`` plugs the VF of one allocation into the guest or
-#: raises DeviceAttachFailed; it must be a no-op when it is already there.
-AttachFn = typing.Callable[[dict], None]
+
+@dataclasses.dataclass(frozen=True)
+class AttachFn:
+    """How the policy reaches one guest.
+
+    Calling it plugs the VF of one allocation or raises
+    DeviceAttachFailed; it must be a no-op when the VF is already there.
+    ``plugged(alloc)`` says from the guest's live XML whether that VF is
+    in the guest, and raises DeviceAttachFailed when nobody can tell.
+    """
+
+    plug: typing.Callable[[dict], None]
+    plugged: typing.Callable[[dict], bool]
+
+    def __call__(self, alloc: dict) -> None:
+        self.plug(alloc)
 
 
 def call_idempotent(client: rpcapi.VfpoolAPI, method: str, context,
@@ -186,13 +203,22 @@ class ReattachPolicy:
             return failed
         old = failed.alloc
         try:
+            if attach.plugged(old):
+                LOG.warning('VF %s (MAC %s) of instance %s is in the guest '
+                            'on %s although its attach reported a failure; '
+                            'keeping it', old['address'], old['mac'],
+                            instance_uuid, host)
+                return dataclasses.replace(failed, state=ATTACHED,
+                                           error=None)
+        except exception.DeviceAttachFailed as exc:
+            # It may be plugged: freeing it could give it to another guest.
+            return self._no_swap(failed, instance_uuid, host,
+                                 'cannot tell whether it is still in the '
+                                 'guest: %s' % exc)
+        try:
             new = self._replace(context, instance_uuid, host, old)
         except exception.VfpoolException as exc:
-            LOG.error('Could not swap VF %s of instance %s on %s for '
-                      'another one: %s', old['address'], instance_uuid,
-                      host, exc)
-            return dataclasses.replace(
-                failed, error='%s; swap refused: %s' % (failed.error, exc))
+            return self._no_swap(failed, instance_uuid, host, exc)
         LOG.info('Swapped VF %s of instance %s on %s for VF %s (same MAC '
                  '%s, VLAN %s); attaching it', old['address'],
                  instance_uuid, host, new['address'], new.get('mac'),
@@ -201,6 +227,15 @@ class ReattachPolicy:
         return dataclasses.replace(outcome, swapped_from=old['address'],
                                    attempts=failed.attempts +
                                    outcome.attempts)
+
+    @staticmethod
+    def _no_swap(failed: Outcome, instance_uuid: str, host: str,
+                 reason: typing.Any) -> Outcome:
+        LOG.error('Could not swap VF %s of instance %s on %s for another '
+                  'one: %s', failed.alloc['address'], instance_uuid, host,
+                  reason)
+        return dataclasses.replace(
+            failed, error='%s; swap refused: %s' % (failed.error, reason))
 
     def _replace(self, context, instance_uuid: str, host: str,
                  old: dict) -> dict:

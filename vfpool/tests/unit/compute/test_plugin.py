@@ -75,11 +75,16 @@ class StandInDomain:
     ``attach_failures``: how many attach calls fail before they succeed.
     ``refused_addresses``: VF PCI addresses whose hostdev never attaches.
     ``stuck_aliases``: devices the "guest" never releases (no event).
+    ``lost_replies``: how many attach calls plug the device and then fail
+    as a dropped connection does (the caller cannot tell it worked);
+    with ``stays_down`` the connection does not come back: every later
+    call that would reach libvirtd fails too.
     """
 
     def __init__(self, conn: StandInConnection, interfaces=(),
                  attach_failures: int = 0, refused_addresses=(),
-                 stuck_aliases=()) -> None:
+                 stuck_aliases=(), lost_replies: int = 0,
+                 stays_down: bool = False) -> None:
         self.conn = conn
         self.uuid = str(uuid.uuid4())
         self.live = list(interfaces)
@@ -87,8 +92,15 @@ class StandInDomain:
         self.attach_failures = attach_failures
         self.refused_addresses = set(refused_addresses)
         self.stuck_aliases = set(stuck_aliases)
+        self.lost_replies = lost_replies
+        self.stays_down = stays_down
+        self.down = False
         self.attach_calls: list[str] = []
         self.detach_calls: list[tuple[str, int]] = []
+
+    def _reach_libvirtd(self) -> None:
+        if self.down:
+            raise _libvirt_error('stand-in: Cannot write data: Broken pipe')
 
     def UUIDString(self) -> str:
         return self.uuid
@@ -100,12 +112,15 @@ class StandInDomain:
         return self.conn
 
     def isActive(self) -> int:
+        self._reach_libvirtd()
         return 1
 
     def isPersistent(self) -> int:
+        self._reach_libvirtd()
         return 1
 
     def XMLDesc(self, flags: int = 0) -> str:
+        self._reach_libvirtd()
         devices = (self.config if flags & libvirt.VIR_DOMAIN_XML_INACTIVE
                    else self.live)
         return ('<domain type="qemu"><name>%s</name><uuid>%s</uuid>'
@@ -117,6 +132,7 @@ class StandInDomain:
             libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0))
 
     def attachDeviceFlags(self, device_xml: str, flags: int) -> int:
+        self._reach_libvirtd()
         self.attach_calls.append(device_xml)
         if self.attach_failures > 0:
             self.attach_failures -= 1
@@ -135,9 +151,15 @@ class StandInDomain:
                            alias)
         if flags & _CONFIG:
             self.config.append(device_xml)
+        if self.lost_replies > 0:
+            self.lost_replies -= 1
+            self.down = self.stays_down
+            raise _libvirt_error('stand-in: End of file while reading '
+                                 'data: Input/output error')
         return 0
 
     def detachDeviceFlags(self, device_xml: str, flags: int) -> int:
+        self._reach_libvirtd()
         alias = _alias(device_xml)
         self.detach_calls.append((alias, flags))
         if flags & _CONFIG:
@@ -703,6 +725,46 @@ class TestSwapPolicy(PolicyTestCase):
         self.assertEqual(4, len(dom.attach_calls))
         self.assertEqual('failed', self.attach_state(new))
         self.assertEqual('available', self.states(DST)[self.dst_addr])
+        self.assert_source_freed()
+
+    def test_vf_plugged_before_the_connection_dropped_is_not_freed(self):
+        # attachDeviceFlags plugs the VF, then the connection drops for
+        # good: every attempt fails and nobody can read the guest's XML.
+        dom = self.dest_domain(lost_replies=1, stays_down=True)
+
+        error = self.assertRaises(exception.ReattachFailed, self.post, dom)
+
+        self.assertIn(self.dst_addr, str(error))
+        # The second attempt could not even read the XML; no other VF.
+        self.assertEqual([self.dst_addr],
+                         [c['address'] for c in self.builder.calls])
+        # Not swapped: it stays the instance's, recorded failed ...
+        self.assertEqual([self.dst_addr], self.owned(DST))
+        self.assertEqual('failed', self.attach_state(self.dst_addr))
+        # ... which is right, it is in the guest ...
+        dom.down = False
+        self.assertEqual(self.dst_addr, vf_plugin.find_vf_interface(
+            dom.XMLDesc(0), self.pair['dest']).pci_address)
+        # ... and the next guest on the host does not get it.
+        (other,) = self.client.allocate(self.ctxt, inv.new_uuid(), DST,
+                                        [inv.request()], 'next')
+        self.assertNotEqual(self.dst_addr, other['address'])
+        self.assert_source_freed()
+
+    def test_vf_plugged_despite_a_lost_reply_is_kept(self):
+        self.conf.set_override('reattach_attempts', 1, group='migration')
+        # The reply of the only attempt is lost; the connection is back.
+        dom = self.dest_domain(lost_replies=1)
+
+        result = self.post(dom)
+
+        self.assertEqual([(self.dst_addr, 'attached')],
+                         [(r['address'], r['attach_state']) for r in result])
+        self.assertNotIn('swapped_from', result[0])
+        self.assertEqual(1, len(dom.attach_calls))
+        self.assertEqual([self.dst_addr], self.owned(DST))
+        self.assertEqual(self.dst_addr, vf_plugin.find_vf_interface(
+            dom.XMLDesc(0), self.pair['dest']).pci_address)
         self.assert_source_freed()
 
     def test_client_capped_at_1_0_falls_back_to_error(self):
