@@ -15,8 +15,8 @@ the answer with ``[migration] reattach_failure_policy``:
     ``error`` at once.  A failed attach may still have plugged the VF
     (libvirt's reply lost with its connection), so a VF is only given up
     once the guest's live XML shows it is not there: when the XML cannot
-    be read, the swap is refused and the policy behaves as ``error`` for
-    that VF.
+    be read, or the server does not answer, the swap is refused and the
+    policy behaves as ``error`` for that VF.
 ``degrade``
     one attempt; the guest stays on its virtio standby, the allocation is
     recorded as ``detached`` for operators and nothing is raised.
@@ -219,6 +219,12 @@ class ReattachPolicy:
             new = self._replace(context, instance_uuid, host, old)
         except exception.VfpoolException as exc:
             return self._no_swap(failed, instance_uuid, host, exc)
+        except messaging.MessagingException as exc:
+            # Whether the server swapped is unknown; either way the old VF
+            # is not in the guest, and the caller hears of the failure.
+            return self._no_swap(failed, instance_uuid, host,
+                                 'vfpool-server did not answer (%s: %s)'
+                                 % (type(exc).__name__, exc))
         LOG.info('Swapped VF %s of instance %s on %s for VF %s (same MAC '
                  '%s, VLAN %s); attaching it', old['address'],
                  instance_uuid, host, new['address'], new.get('mac'),

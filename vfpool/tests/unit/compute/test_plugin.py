@@ -79,12 +79,13 @@ class StandInDomain:
     as a dropped connection does (the caller cannot tell it worked);
     with ``stays_down`` the connection does not come back: every later
     call that would reach libvirtd fails too.
+    ``on_attach``: called at the start of every attach call.
     """
 
     def __init__(self, conn: StandInConnection, interfaces=(),
                  attach_failures: int = 0, refused_addresses=(),
                  stuck_aliases=(), lost_replies: int = 0,
-                 stays_down: bool = False) -> None:
+                 stays_down: bool = False, on_attach=None) -> None:
         self.conn = conn
         self.uuid = str(uuid.uuid4())
         self.live = list(interfaces)
@@ -94,6 +95,7 @@ class StandInDomain:
         self.stuck_aliases = set(stuck_aliases)
         self.lost_replies = lost_replies
         self.stays_down = stays_down
+        self.on_attach = on_attach
         self.down = False
         self.attach_calls: list[str] = []
         self.detach_calls: list[tuple[str, int]] = []
@@ -132,6 +134,8 @@ class StandInDomain:
             libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0))
 
     def attachDeviceFlags(self, device_xml: str, flags: int) -> int:
+        if self.on_attach is not None:
+            self.on_attach()
         self._reach_libvirtd()
         self.attach_calls.append(device_xml)
         if self.attach_failures > 0:
@@ -187,6 +191,22 @@ class CountingClient:
             self.calls.append(name)
             return value(*args, **kwargs)
         return call
+
+
+class SwitchableClient:
+    """One real client at a time; the test says when the next one takes over.
+
+    A compute's client waits ``rpc_response_timeout`` for each answer; a
+    test that stops the server switches to a client on the same topic
+    with a short timeout, so that each timeout costs little while the
+    answers before the stop are not raced against it.
+    """
+
+    def __init__(self, client: rpcapi.VfpoolAPI) -> None:
+        self.current = client
+
+    def __getattr__(self, name: str):
+        return getattr(self.current, name)
 
 
 def counting(builder):
@@ -783,6 +803,58 @@ class TestSwapPolicy(PolicyTestCase):
         # Nothing could be recorded either: set_attach_state is 1.1.
         self.assertIsNone(self.attach_state(self.dst_addr))
         self.assert_source_freed()
+
+
+class TwoVFsTestCase(PluginTestCase):
+    """The instance holds two VFs on the source, claimed on the dest."""
+
+    overrides = {'migration.reattach_failure_policy': 'swap',
+                 'migration.reattach_attempts': 1}
+
+    def two_vfs(self, client=None, **plugin_kwargs) -> tuple:
+        self.client.release(self.ctxt, self.instance)
+        allocs = self.client.allocate(
+            self.ctxt, self.instance, SRC,
+            [inv.request(mac=inv.mac(1), vlan=42),
+             inv.request(mac=inv.mac(2), vlan=43)], 'two-vfs')
+        dst_plugin = self.plugin(DST, client=client, **plugin_kwargs)
+        return allocs, dst_plugin
+
+    def post(self, plugin, dom):
+        return plugin.post_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration, dom)
+
+
+class TestSwapWhenTheServerStopsAnswering(TwoVFsTestCase):
+
+    def test_every_vf_is_tried_and_the_caller_gets_reattach_failed(self):
+        client = SwitchableClient(self.client)
+        _allocs, dst_plugin = self.two_vfs(client=client, rpc_attempts=1)
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+        dest = [p['dest']['address'] for p in pairs]
+
+        def server_stops() -> None:
+            # After complete_migration, before the swap's RPCs.
+            if client.current is self.client:
+                self.rpc.server.stop()
+                self.rpc.server.wait()
+                client.current = rpcapi.VfpoolAPI(
+                    self.conf, transport=self.rpc.transport, timeout=0.2)
+        dom = self.dest_domain(refused_addresses=set(dest),
+                               on_attach=server_stops)
+
+        error = self.assertRaises(exception.ReattachFailed, self.post,
+                                  dst_plugin, dom)
+
+        self.assertEqual(dest, [c['address'] for c in self.builder.calls])
+        for address in dest:
+            self.assertIn('VF %s:' % address, str(error))
+        self.assertIn('MessagingTimeout', str(error))
+        # Nothing reached the server: both VFs stay the instance's.
+        self.assertEqual(sorted(dest), self.owned(DST))
+        self.assertEqual({'available'}, set(
+            self.states(DST)[a] for a in self.table(DST) if a not in dest))
 
 
 class TestDegradePolicy(PolicyTestCase):
