@@ -587,7 +587,10 @@ class VFMigrationPlugin:
         that will not go back in is handled by the re-attach policy, on
         the source host; ``ReattachFailed`` is raised if any ended
         ``failed``.  Returns the source allocations re-attached.  A
-        migration the server never recorded is nothing to roll back.
+        migration the server never recorded is nothing to roll back.  A
+        domain that cannot be looked up or read gets nothing re-attached:
+        the migration is aborted all the same and ``ReattachFailed``
+        raised.
         """
         try:
             record = self._record(context, instance_uuid, migration_uuid)
@@ -597,11 +600,14 @@ class VFMigrationPlugin:
             return []
         self._check_host(record.source_host,
                          'rollback_live_migration_at_source')
-        dom = self._domain(instance_uuid, domain)
-        live = dom.XMLDesc(0)
         with self._lock:
             known = (None if record.detached is None
                      else dict(record.detached))
+        try:
+            dom = self._domain(instance_uuid, domain)
+            live = dom.XMLDesc(0)
+        except libvirt.libvirtError as exc:
+            self._abort_unreachable(context, record, known, exc)
         if known is None:
             candidates = [DetachedVF(p['source'], vf_alias(p['source']))
                           for p in record.pairs]
@@ -622,6 +628,33 @@ class VFMigrationPlugin:
         not_back = {o.alloc['address'] for o in failed}
         return [c.alloc for c in missing
                 if c.alloc['address'] not in not_back]
+
+    def _abort_unreachable(self, context, record: MigrationRecord,
+                           known: dict[str, DetachedVF] | None,
+                           error: libvirt.libvirtError) -> typing.NoReturn:
+        """Roll back without the guest: free the claims, raise typed.
+
+        Which VFs are missing cannot be read, so none is re-attached; those
+        this process detached are recorded ``failed`` for operators
+        (``reattach_degraded_vfs`` plugs them once the guest is back).
+        """
+        LOG.error('Cannot reach the domain of instance %s on %s to roll '
+                  'back migration %s: %s; aborting it all the same',
+                  record.instance_uuid, record.source_host,
+                  record.migration_uuid, error)
+        freed = self._rpc('abort_migration', context, record.migration_uuid)
+        LOG.info('Aborted migration %s of instance %s: %d destination '
+                 'claim(s) freed', record.migration_uuid,
+                 record.instance_uuid, freed)
+        self._forget(record.migration_uuid)
+        for item in (known or {}).values():
+            self.policy.record_state(context, record.instance_uuid,
+                                     record.source_host, item.alloc,
+                                     recovery.FAILED)
+        raise exception.ReattachFailed(
+            instance_uuid=record.instance_uuid, host=record.source_host,
+            reason='the domain cannot be read, so no VF was re-attached: '
+                   '%s' % error)
 
     def rollback_live_migration_at_destination(
             self, context, instance_uuid: str, migration_uuid: str,

@@ -659,6 +659,45 @@ class TestDetachFailure(PluginTestCase):
         for pair in pairs:
             self._assert_aborted(pair)
 
+    def test_rollback_at_source_without_the_domain_still_aborts(self):
+        pairs = self.plugin(DST).pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+
+        def lookupByUUIDString(value):
+            raise _libvirt_error('Domain not found: %s' % value)
+        conn = type('Conn', (), {})()
+        conn.lookupByUUIDString = lookupByUUIDString
+        src_plugin = self.plugin(SRC, connection=conn)
+        src_plugin.detach_source_vfs(self.ctxt, self.instance,
+                                     self.migration, self.source_domain())
+
+        error = self.assertRaises(
+            exception.ReattachFailed,
+            src_plugin.rollback_live_migration_at_source,
+            self.ctxt, self.instance, self.migration)
+
+        self.assertIn('Domain not found', str(error))
+        self._assert_aborted(pairs[0])
+        # The VF this process detached is recorded as not back in.
+        self.assertEqual('failed',
+                         self.attach_state(pairs[0]['source']['address']))
+
+    def test_rollback_at_source_with_unreadable_xml_still_aborts(self):
+        _src, _dst, pair = self.migrate_to_destination()
+        src_dom = self.source_domain()
+        src_dom.down = True   # libvirtd went away
+
+        # After a restart: nothing is known of what was detached.
+        error = self.assertRaises(
+            exception.ReattachFailed,
+            self.plugin(SRC).rollback_live_migration_at_source,
+            self.ctxt, self.instance, self.migration, src_dom)
+
+        self.assertIn('Broken pipe', str(error))
+        self._assert_aborted(pair)
+        self.assertIsNone(self.attach_state(pair['source']['address']))
+        self.assertEqual([], src_dom.attach_calls)
+
 
 class PolicyTestCase(PluginTestCase):
     """One migration up to the destination's hook, whose attach fails."""
