@@ -279,8 +279,13 @@ class VFMigrationPlugin:
                              '%s as %s', alloc['address'], alloc.get('mac'),
                              label, present.alias)
                     return
+                if not alloc.get('mac'):
+                    # Made by a server older than RPC 1.2, which did not
+                    # assign MACs; libvirt needs one to program the VF.
+                    raise exception.InvalidInput(
+                        reason='the allocation has no MAC to plug it with')
                 device_xml = self.xml_builder(
-                    address=alloc['address'], mac=alloc.get('mac'),
+                    address=alloc['address'], mac=alloc['mac'],
                     vlan=alloc.get('vlan'), alias=alias,
                     teaming_persistent_alias=teaming_alias)
             except (libvirt.libvirtError, exception.InvalidInput) as exc:

@@ -15,8 +15,9 @@ the answer with ``[migration] reattach_failure_policy``:
     ``error`` at once.  A failed attach may still have plugged the VF
     (libvirt's reply lost with its connection), so a VF is only given up
     once the guest's live XML shows it is not there: when the XML cannot
-    be read, or the server does not answer, the swap is refused and the
-    policy behaves as ``error`` for that VF.
+    be read, or the allocation has no MAC to plug another VF with, or the
+    server does not answer, the swap is refused and the policy behaves as
+    ``error`` for that VF.
 ``degrade``
     one attempt; the guest stays on its virtio standby, the allocation is
     recorded as ``detached`` for operators and nothing is raised.
@@ -202,6 +203,9 @@ class ReattachPolicy:
                       failed.alloc['address'], instance_uuid)
             return failed
         old = failed.alloc
+        if not old.get('mac'):
+            return self._no_swap(failed, instance_uuid, host,
+                                 'the allocation has no MAC')
         try:
             if attach.plugged(old):
                 LOG.warning('VF %s (MAC %s) of instance %s is in the guest '

@@ -17,12 +17,14 @@ from xml.etree import ElementTree as ET
 
 import fixtures
 import libvirt
+import sqlalchemy as sa
 import testtools
 
 from vfpool.compute import events
 from vfpool.compute import plugin as vf_plugin
 from vfpool.compute import vf_xml
 from vfpool import context as vfpool_context
+from vfpool.db import models
 from vfpool import exception
 from vfpool.objects import migration as migration_obj
 from vfpool import rpcapi
@@ -894,6 +896,39 @@ class TestSwapWhenTheServerStopsAnswering(TwoVFsTestCase):
         self.assertEqual(sorted(dest), self.owned(DST))
         self.assertEqual({'available'}, set(
             self.states(DST)[a] for a in self.table(DST) if a not in dest))
+
+
+class TestAllocationWithoutMAC(TwoVFsTestCase):
+    """An allocation an older vfpool-server made without a MAC."""
+
+    def test_fails_alone_with_a_typed_error_and_is_not_swapped(self):
+        allocs, dst_plugin = self.two_vfs()
+        with self.engine.begin() as conn:
+            VF = models.VirtualFunction
+            conn.execute(sa.update(VF).where(
+                VF.address == allocs[1]['address']).values(mac=None))
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+        self.assertIsNone(pairs[1]['dest']['mac'])
+        with_mac, without = (p['dest']['address'] for p in pairs)
+        dom = self.dest_domain()
+
+        error = self.assertRaises(exception.ReattachFailed, self.post,
+                                  dst_plugin, dom)
+
+        self.assertIn('VF %s: ' % without, str(error))
+        self.assertIn('no MAC', str(error))
+        self.assertNotIn(with_mac, str(error))
+        # The one with a MAC is plugged; the other is neither plugged,
+        # nor swapped (another VF would have no MAC either): recorded.
+        self.assertEqual([with_mac], [c['address']
+                                      for c in self.builder.calls])
+        self.assertEqual(['hostdev'], [i.type for i in vf_xml.parse_interfaces(
+            dom.XMLDesc(0)) if i.pci_address is not None])
+        self.assertEqual(sorted([with_mac, without]), self.owned(DST))
+        self.assertEqual('failed', self.attach_state(without))
+        self.assertIsNone(self.attach_state(with_mac))
+        self.assertEqual({'available'}, set(self.states(SRC).values()))
 
 
 class TestDegradePolicy(PolicyTestCase):
