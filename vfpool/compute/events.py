@@ -8,6 +8,12 @@ so this module owns the one process-wide default event loop
 (:func:`start_event_loop`) and a :class:`DeviceEventRegistry` that turns the
 callbacks into waitable objects keyed by (domain UUID, device alias).
 
+Inside a process that already receives libvirt's device events (nova-compute:
+Nova's ``nova.virt.libvirt.host.Host`` registers for them on its connection
+and runs the only event loop), a registry built with ``host_fed=True``
+subscribes to nothing and is handed each event through
+:meth:`DeviceEventRegistry.dispatch` instead.
+
 Waiters are registered before the action that causes the event, so an event
 that fires while the libvirt call is still returning is queued, not lost::
 
@@ -166,7 +172,14 @@ class DeviceEventRegistry:
     are created and consumed on any other thread.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, host_fed: bool = False) -> None:
+        """``host_fed``: the embedding process delivers every event.
+
+        Then :meth:`watch` subscribes to nothing and starts no event loop;
+        the process calls :meth:`dispatch` for each device event it gets
+        from its own libvirt connection.
+        """
+        self.host_fed = host_fed
         # _lock guards the waiters and is the only lock the event thread
         # takes; _watch_lock serialises watch/unwatch, which call into
         # libvirt, so the event thread never waits behind a libvirt call.
@@ -182,8 +195,11 @@ class DeviceEventRegistry:
         """Subscribe to the device events of every domain on ``conn``.
 
         Idempotent per connection object.  Starts the event loop if needed,
-        but that only helps connections opened after it started.
+        but that only helps connections opened after it started.  A
+        host-fed registry does neither: its events come from the host.
         """
+        if self.host_fed:
+            return
         start_event_loop()
         with self._watch_lock:
             if id(conn) in self._watched:
@@ -248,19 +264,28 @@ class DeviceEventRegistry:
                 if not waiters:
                     del self._waiters[key]
 
+    def dispatch(self, kind: str, domain_uuid: str, alias: str) -> bool:
+        """Hand one device event to the waiters expecting it.
+
+        For a host-fed registry, called from the host's event thread: it
+        never blocks.  Returns whether any waiter took the event.
+        """
+        event = DeviceEvent(kind, domain_uuid.lower(), alias,
+                            time.monotonic())
+        LOG.debug('libvirt event %s for device %s of domain %s',
+                  kind, alias, event.domain_uuid)
+        with self._lock:
+            targets = [w for w in self._waiters.get(
+                (event.domain_uuid, alias), ()) if kind in w.kinds]
+        for waiter in targets:
+            waiter._deliver(event)
+        return bool(targets)
+
     def _on_event(self, conn: libvirt.virConnect, dom: libvirt.virDomain,
                   alias: str, kind: str) -> None:
         # Runs on the event loop thread: never block, never raise.
         try:
-            event = DeviceEvent(kind, dom.UUIDString().lower(), alias,
-                                time.monotonic())
-            LOG.debug('libvirt event %s for device %s of domain %s',
-                      kind, alias, event.domain_uuid)
-            with self._lock:
-                targets = [w for w in self._waiters.get(
-                    (event.domain_uuid, alias), ()) if kind in w.kinds]
-            for waiter in targets:
-                waiter._deliver(event)
+            self.dispatch(kind, dom.UUIDString(), alias)
         except Exception:
             LOG.exception('Failed to dispatch libvirt device event %s', kind)
 
