@@ -250,6 +250,24 @@ class VFMigrationPlugin:
             LOG.warning('%s runs on %s but the migration says %s; acting '
                         'on %s', hook, self.host, expected, expected)
 
+    def _settle(self, method: str, context,
+                record: MigrationRecord) -> typing.Any:
+        """``complete_migration`` or ``abort_migration`` of ``record``.
+
+        An instance without VFs gets an empty prepare, which the server
+        does not record when it knows neither host: settling that is
+        nothing to do, not an error.
+        """
+        try:
+            return self._rpc(method, context, record.migration_uuid)
+        except exception.MigrationNotFound:
+            if record.pairs:
+                raise
+            LOG.debug('Migration %s of instance %s moved no VF and is '
+                      'unknown to vfpool: nothing to settle',
+                      record.migration_uuid, record.instance_uuid)
+            return [] if method == 'complete_migration' else 0
+
     def _attach_fn(self, dom: libvirt.virDomain,
                    aliases: dict[str, str] | None = None
                    ) -> recovery.AttachFn:
@@ -452,7 +470,7 @@ class VFMigrationPlugin:
                      item.alloc['address'], item.alloc.get('mac'),
                      record.instance_uuid, record.source_host)
             outcomes.append(self.policy.attempt(item.alloc, attach))
-        freed = self._rpc('abort_migration', context, record.migration_uuid)
+        freed = self._settle('abort_migration', context, record)
         LOG.info('Aborted migration %s of instance %s: %d destination '
                  'claim(s) freed', record.migration_uuid,
                  record.instance_uuid, freed)
@@ -467,9 +485,16 @@ class VFMigrationPlugin:
         """On the source after success: the source VFs go back to the pool.
 
         ``complete_migration`` is idempotent, so it does not matter
-        whether this or the destination's hook runs first.
+        whether this or the destination's hook runs first.  A migration
+        the server never recorded (an instance without VFs) is nothing to
+        complete.
         """
-        record = self._record(context, instance_uuid, migration_uuid)
+        try:
+            record = self._record(context, instance_uuid, migration_uuid)
+        except exception.MigrationNotFound:
+            LOG.debug('Migration %s of instance %s is unknown to vfpool: '
+                      'nothing to complete', migration_uuid, instance_uuid)
+            return []
         allocs = self._complete(context, record)
         self._forget(migration_uuid)
         return allocs
@@ -480,8 +505,7 @@ class VFMigrationPlugin:
                  record.migration_uuid, record.instance_uuid,
                  record.dest_host or 'the destination', record.source_host)
         try:
-            return self._rpc('complete_migration', context,
-                             record.migration_uuid)
+            return self._settle('complete_migration', context, record)
         except exception.LeaseExpired as exc:
             LOG.warning('%s; claiming VFs on %s anew', exc, record.dest_host)
             return self._reclaim(context, record)
@@ -537,9 +561,20 @@ class VFMigrationPlugin:
         failed attach is handled by ``[migration] reattach_failure_policy``
         (see :mod:`vfpool.compute.recovery`); ``ReattachFailed`` is raised
         after every VF was tried when any ended ``failed``.  Returns the
-        instance's allocations here, each with its ``attach_state``.
+        instance's allocations here, each with its ``attach_state``.  A
+        migration the server never recorded (an instance without VFs) is
+        nothing to do.
         """
-        record = self._record(context, instance_uuid, migration_uuid)
+        try:
+            record = self._record(context, instance_uuid, migration_uuid)
+        except exception.MigrationNotFound:
+            LOG.debug('Migration %s of instance %s is unknown to vfpool: '
+                      'nothing to attach', migration_uuid, instance_uuid)
+            return []
+        if not record.pairs:
+            self._settle('complete_migration', context, record)
+            self._forget(migration_uuid)
+            return []
         self._fill_dest_host(context, record)
         self._check_host(record.dest_host, 'post_live_migration_at_'
                          'destination')
@@ -681,7 +716,7 @@ class VFMigrationPlugin:
             return 0
         if domain is not None:
             self._detach_dest(record, domain)
-        freed = self._rpc('abort_migration', context, migration_uuid)
+        freed = self._settle('abort_migration', context, record)
         LOG.info('Rolled back migration %s of instance %s on %s: %d '
                  'claim(s) freed', migration_uuid, instance_uuid,
                  record.dest_host, freed)

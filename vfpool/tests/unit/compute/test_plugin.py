@@ -418,6 +418,49 @@ class TestMigrationFlow(PluginTestCase):
                 self.ctxt, self.instance, unknown))
         self.assertEqual([], src_dom.attach_calls)
 
+    def test_hooks_of_an_unknown_migration_do_nothing(self):
+        # What a compute sees for an instance without VFs when the server
+        # records nothing: every hook succeeds without touching libvirt.
+        unknown = inv.new_uuid()
+        dst_dom = self.dest_domain()
+        before = vf_table(self.engine)
+        self.assertEqual([], self.plugin(SRC).post_live_migration(
+            self.ctxt, self.instance, unknown))
+        self.assertEqual([], self.plugin(
+            DST).post_live_migration_at_destination(
+                self.ctxt, self.instance, unknown, dst_dom))
+        self.assertEqual([], dst_dom.attach_calls)
+        self.assertEqual(before, vf_table(self.engine))
+
+    def test_empty_migration_unknown_to_the_server_settles_as_nothing(self):
+        unknown = inv.new_uuid()
+        src_plugin = self.plugin(SRC)
+        src_dom = self.source_domain()
+        self.assertEqual([], src_plugin.detach_source_vfs(
+            self.ctxt, self.instance, unknown, src_dom, pairs=[]))
+        self.assertEqual([], src_plugin.rollback_live_migration_at_source(
+            self.ctxt, self.instance, unknown, src_dom))
+        src_plugin.detach_source_vfs(self.ctxt, self.instance, unknown,
+                                     src_dom, pairs=[])
+        self.assertEqual([], src_plugin.post_live_migration(
+            self.ctxt, self.instance, unknown))
+        self.assertEqual([], src_dom.attach_calls)
+        self.assertEqual([self.allocs[0]['address']], self.owned(SRC))
+
+    def test_empty_migration_the_server_recorded_is_completed(self):
+        other = inv.new_uuid()
+        client = CountingClient(self.client)
+        dst_plugin = self.plugin(DST, client=client)
+        self.assertEqual([], dst_plugin.pre_live_migration(
+            self.ctxt, other, self.migration, SRC, DST))
+        self.assertEqual([], dst_plugin.post_live_migration_at_destination(
+            self.ctxt, other, self.migration, self.dest_domain()))
+        self.assertEqual(['prepare_migration', 'complete_migration'],
+                         client.calls)
+        # Settled: the instance may migrate again at once.
+        self.assertEqual([], dst_plugin.pre_live_migration(
+            self.ctxt, other, inv.new_uuid(), SRC, DST))
+
     def test_domain_found_through_the_connection(self):
         dst_plugin = self.plugin(DST)
         dst_plugin.pre_live_migration(self.ctxt, self.instance,
