@@ -4,8 +4,9 @@
 # Installs the system packages bindep.txt names, makes sure RabbitMQ,
 # MariaDB and PostgreSQL run, creates the openstack_citest databases,
 # prepares libvirt/QEMU and the tiny test guest, then runs tox:
-# pep8, unit, functional, the config generator, the docs and the release
-# notes, and last the devstack plugin smoke test, the operator
+# pep8, unit, functional, nova-functional (the vfpool Nova driver in
+# Nova's own functional framework), the config generator, the docs and
+# the release notes, and last the devstack plugin smoke test, the operator
 # walk-through and the quickstart (on a fresh HOME, installing from a
 # wheelhouse filled beforehand).  Exits non-zero if anything fails.
 #
@@ -49,6 +50,7 @@ tools/build-tiny-guest.sh .tiny-guest
 step "tox"
 $PYTHON -m tox -e pep8,py3,genconfig,docs,releasenotes
 $PYTHON -m tox -e functional -- "$@"
+$PYTHON -m tox -e nova-functional
 
 step "devstack plugin smoke test"
 PATH="$PWD/.tox/py3/bin:$PATH" tools/devstack-smoke.sh

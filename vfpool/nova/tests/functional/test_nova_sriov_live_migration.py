@@ -1,0 +1,50 @@
+"""Nova's own SR-IOV live-migration tests, on the vfpool driver.
+
+The classes of ``nova/tests/functional/libvirt/test_pci_sriov_servers.py``
+that live-migrate, with nothing changed but the compute driver (and the
+vfpool-server the driver talks to): their test bodies are Nova's.  Only
+their live-migration tests are loaded (:func:`load_tests`); the driver
+must leave Nova's own SR-IOV (flavor PCI aliases, Neutron direct, direct
+physical, VDPA and remote-managed ports) working as it does on
+``LibvirtDriver``.  None of these servers has a vfpool VF, so every
+migration also checks that vfpool stays out of the way: the claim answers
+``[]`` and nothing else is sent.
+"""
+
+import re
+import unittest
+
+from nova.tests.functional.libvirt import test_pci_sriov_servers as nova
+
+from vfpool.nova.tests.functional import base
+
+#: Which of Nova's tests are the live-migration ones.
+LIVE_MIGRATION = re.compile(r'\.test_[^.]*live_migrat[^.]*$')
+
+
+class SRIOVServersTest(base.VfpoolDriverMixin, nova.SRIOVServersTest):
+    pass
+
+
+class VDPAServersTest(base.VfpoolDriverMixin, nova.VDPAServersTest):
+    pass
+
+
+class PCIServersTest(base.VfpoolDriverMixin, nova.PCIServersTest):
+    pass
+
+
+class RemoteManagedServersTest(base.VfpoolDriverMixin,
+                               nova.RemoteManagedServersTest):
+    pass
+
+
+def load_tests(loader: unittest.TestLoader, standard_tests, pattern):
+    """Only the live-migration tests of these classes."""
+    suite = unittest.TestSuite()
+    for cls in (SRIOVServersTest, VDPAServersTest, PCIServersTest,
+                RemoteManagedServersTest):
+        for test in loader.loadTestsFromTestCase(cls):
+            if LIVE_MIGRATION.search(test.id()):
+                suite.addTest(test)
+    return suite
