@@ -21,6 +21,11 @@ if is_service_enabled vfpool-server vfpool-agent; then
         stack/extra)
             echo_summary "Starting vfpool"
             start_vfpool
+            if [[ "$VFPOOL_NOVA_DRIVER" == "True" ]] && \
+                    is_service_enabled n-cpu; then
+                echo_summary "Restarting nova-compute with vfpool's driver"
+                start_vfpool_nova
+            fi
             ;;
         unstack/*)
             stop_vfpool

@@ -4,7 +4,10 @@
 # stand-ins of tools/devstack-stubs.sh:
 #
 #   stack install, stack post-config, stack extra   (stack.sh)
-#   -> vfpool-server must answer RPC pings, the agent must report
+#   -> vfpool-server must answer RPC pings, the agent must report, and
+#   with VFPOOL_NOVA_DRIVER=True nova-compute (a stand-in started as
+#   devstack would) must be configured for vfpool's driver and started
+#   again as vfpool-nova-compute
 #   unstack                                          (unstack.sh)
 #   clean                                            (clean.sh)
 #
@@ -32,6 +35,11 @@ VFPOOL_REPORT_INTERVAL=2
 VFPOOL_DEVICE_SPEC='{"vendor_id": "8086", "product_id": "10ca", "physical_network": "physnet1"}; {"vendor_id": "8086", "physical_network": "physnet2"}'
 # fixtures_intel.xml: 7 82576 VFs (10ca) and 8 other Intel VFs.
 EXPECTED='{"physnet1": 7, "physnet2": 8}'
+# nova-compute with vfpool's driver; what devstack's lib/nova provides.
+VFPOOL_NOVA_DRIVER=True
+enable_service n-cpu
+NOVA_CPU_CONF=$WORK/etc/nova/nova-cpu.conf
+LIBVIRT_GROUP=libvirt
 
 source $TOP/devstack/settings
 
@@ -48,6 +56,7 @@ finish() {
         tail -n 40 $LOGDIR/*.log >&2 2>/dev/null
         stop_process vfpool-agent
         stop_process vfpool-server
+        stop_process n-cpu
     fi
     drop_database vfpool
     rm -rf $WORK
@@ -60,7 +69,31 @@ phase stack post-config
 [[ -f $VFPOOL_CONF ]] || die $LINENO "no $VFPOOL_CONF after post-config"
 grep -q "^device_spec = .*physnet2" $VFPOOL_CONF || \
     die $LINENO "device specs not written"
+# devstack's start_nova_compute has written nova-cpu.conf and started
+# n-cpu (stock nova-compute) before the plugins' extra phase.
+mkdir -p $(dirname $NOVA_CPU_CONF)
+printf '[DEFAULT]\ncompute_driver = libvirt.LibvirtDriver\n' > $NOVA_CPU_CONF
+run_process n-cpu "sleep 600"
+STOCK_NOVA_COMPUTE=$(cat $SERVICE_DIR/n-cpu.pid)
 phase stack extra
+
+echo_summary "Checking that nova-compute runs vfpool's driver"
+grep -qx "compute_driver = vfpool.VfpoolLibvirtDriver" $NOVA_CPU_CONF || \
+    die $LINENO "compute_driver not set in $NOVA_CPU_CONF"
+python3 - "$NOVA_CPU_CONF" "$VFPOOL_CONF" <<'PYEOF' || \
+    die $LINENO "[vfpool] config_file not set in $NOVA_CPU_CONF"
+import configparser
+import sys
+parser = configparser.ConfigParser()
+parser.read(sys.argv[1])
+sys.exit(parser.get('vfpool', 'config_file') != sys.argv[2])
+PYEOF
+! kill -0 $STOCK_NOVA_COMPUTE 2>/dev/null || \
+    die $LINENO "the stock nova-compute was not stopped"
+expected="+ $(get_python_exec_prefix)/vfpool-nova-compute --config-file $NOVA_CPU_CONF"
+[[ "$(head -n 1 $LOGDIR/n-cpu.log)" == "$expected" ]] || \
+    die $LINENO "n-cpu runs '$(head -n 1 $LOGDIR/n-cpu.log)', expected '$expected'"
+echo "n-cpu restarted as vfpool-nova-compute"
 
 echo_summary "Checking that vfpool-server answers over RPC"
 python3 - "$VFPOOL_CONF" <<'PYEOF'
@@ -109,6 +142,8 @@ done
 echo "agent reported $counts"
 
 phase unstack
+# n-cpu is Nova's service: devstack's own unstack stops it.
+stop_process n-cpu
 for service in vfpool-server vfpool-agent; do
     [[ ! -f $SERVICE_DIR/$service.pid ]] || die $LINENO "$service not stopped"
 done

@@ -65,6 +65,17 @@ function is_service_enabled {
     return 1
 }
 
+# trueorfalse default varname: the variable as True or False, as devstack's.
+function trueorfalse {
+    local default=$1 value=${!2:-}
+    case "${value,,}" in
+        1|yes|true|on) echo True ;;
+        0|no|false|off) echo False ;;
+        "") echo $default ;;
+        *) die $LINENO "$2=$value is not a boolean" ;;
+    esac
+}
+
 function get_python_exec_prefix {
     python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'
 }
@@ -159,12 +170,14 @@ function drop_database {
     _mysql -e "DROP DATABASE IF EXISTS $VFPOOL_SMOKE_DB_PREFIX$1;"
 }
 
-# run_process service command: in the background, in its own session,
-# with a pid file and a log, instead of a systemd unit.
+# run_process service command [group]: in the background, in its own
+# session, with a pid file and a log that starts with the command, instead
+# of a systemd unit (the group is ignored).
 function run_process {
     local service=$1 command=$2
     mkdir -p $LOGDIR $SERVICE_DIR
-    setsid bash -c "exec $command" > $LOGDIR/$service.log 2>&1 < /dev/null &
+    echo "+ $command" > $LOGDIR/$service.log
+    setsid bash -c "exec $command" >> $LOGDIR/$service.log 2>&1 < /dev/null &
     echo $! > $SERVICE_DIR/$service.pid
     echo "$service started (pid $!), log $LOGDIR/$service.log"
 }
