@@ -373,6 +373,12 @@ class VFMigrationPlugin:
         driver must then abort the migration.  Returns the source
         allocations that were detached.
 
+        Before the first detach, ``begin_migration`` (RPC 1.2) marks the
+        migration as moving: from then on no lapsed lease frees a VF, the
+        guest may end on either host.  ``LeaseExpired`` there means the
+        claims are gone: nothing is detached, the migration is aborted and
+        the error raised.  A client capped below 1.2 skips it.
+
         ``pairs`` is what pre_live_migration returned on the destination,
         if the driver carries it over (Nova's migrate_data can): it saves
         the RPC that would fetch it.
@@ -389,6 +395,12 @@ class VFMigrationPlugin:
                 alias='*', domain=instance_uuid, reason=str(exc))
             self._undo_detach(context, record, None, [], error)
             raise error
+        if record.pairs:
+            try:
+                self._begin(context, record)
+            except Exception as exc:
+                self._undo_detach(context, record, dom, [], exc)
+                raise
         with self._lock:
             if record.detached is None:
                 record.detached = {}
@@ -428,6 +440,18 @@ class VFMigrationPlugin:
         return [d.alloc for d in done]
 
     prepare_source_for_migration = detach_source_vfs
+
+    def _begin(self, context, record: MigrationRecord) -> None:
+        if not self.client.can_send_version('1.2'):
+            LOG.warning('Client capped at %s ([upgrade_levels] vfpool): '
+                        'migration %s is not marked as moving, so its lease '
+                        'may lapse while the VFs are detached',
+                        self.client.version_cap, record.migration_uuid)
+            return
+        expiry = self._rpc('begin_migration', context,
+                           record.migration_uuid)
+        LOG.info('Migration %s of instance %s is moving (lease until %s)',
+                 record.migration_uuid, record.instance_uuid, expiry)
 
     def _undo_detach(self, context, record: MigrationRecord,
                      dom: libvirt.virDomain | None,

@@ -403,7 +403,9 @@ class TestMigrationFlow(PluginTestCase):
                                        self.migration)
 
         self.assertEqual({STANDBY_ALIAS}, src_dom.aliases())
-        self.assertEqual(['complete_migration'], client.calls)
+        # No get_instance: begin (right before the detach) and complete.
+        self.assertEqual(['begin_migration', 'complete_migration'],
+                         client.calls)
         self.assertEqual('available',
                          self.states(SRC)[pairs[0]['source']['address']])
 
@@ -571,23 +573,80 @@ class TestMigrationFlow(PluginTestCase):
         self.assertEqual(0, dst_plugin.rollback_live_migration_at_destination(
             self.ctxt, self.instance, inv.new_uuid()))
 
-    def test_lease_expired_during_migration_still_frees_the_source(self):
-        dst_plugin = self.plugin(DST)
-        pairs = dst_plugin.pre_live_migration(
-            self.ctxt, self.instance, self.migration, SRC, DST,
-            lease_seconds=1)
-        claimed = pairs[0]['dest']['address']
-        self.plugin(SRC).detach_source_vfs(self.ctxt, self.instance,
-                                           self.migration,
-                                           self.source_domain())
-        # The reaper expires the lease and another guest takes the VF.
-        deadline = time.monotonic() + 5
+    def reap(self, timeout: float = 5) -> list:
+        deadline = time.monotonic() + timeout
         expired = []
         while not expired and time.monotonic() < deadline:
             time.sleep(0.05)
             expired = migration_obj.reap_expired(
                 vfpool_context.get_admin_context())
-        self.assertEqual([(self.migration, 1)], expired)
+        return expired
+
+    def migration_state(self) -> str:
+        return self.client.get_instance(
+            self.ctxt, self.instance)['migration']['state']
+
+    def test_detach_marks_the_migration_moving(self):
+        self.plugin(DST).pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST,
+            lease_seconds=1)
+        self.assertEqual('in_progress', self.migration_state())
+        self.plugin(SRC).detach_source_vfs(self.ctxt, self.instance,
+                                           self.migration,
+                                           self.source_domain())
+        self.assertEqual('moving', self.migration_state())
+        # The guest may be on either host now: a lapsed lease frees nothing.
+        before = vf_table(self.engine)
+        self.assertEqual([], self.reap(timeout=1.5))
+        self.assertEqual(before, vf_table(self.engine))
+
+    def test_lease_expired_before_the_detach_detaches_nothing(self):
+        self.plugin(DST).pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST,
+            lease_seconds=1)
+        self.assertEqual([(self.migration, 1)], self.reap())
+        src_dom = self.source_domain()
+
+        self.assertRaises(exception.LeaseExpired,
+                          self.plugin(SRC).detach_source_vfs, self.ctxt,
+                          self.instance, self.migration, src_dom)
+
+        self.assertEqual([], src_dom.detach_calls)
+        self.assertEqual({STANDBY_ALIAS, 'ua-port-1'}, src_dom.aliases())
+        self.assertEqual([self.allocs[0]['address']], self.owned(SRC))
+        self.assertEqual({'available'}, set(self.states(DST).values()))
+
+    def test_client_capped_at_1_1_does_not_begin(self):
+        self.plugin(DST).pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+        self.conf.set_override('vfpool', '1.1', group='upgrade_levels')
+        capped = rpcapi.VfpoolAPI(self.conf, transport=self.rpc.transport)
+        self.conf.clear_override('vfpool', group='upgrade_levels')
+        src_dom = self.source_domain()
+
+        with fixtures.FakeLogger() as log:
+            self.plugin(SRC, client=capped).detach_source_vfs(
+                self.ctxt, self.instance, self.migration, src_dom)
+
+        self.assertEqual({STANDBY_ALIAS}, src_dom.aliases())
+        self.assertEqual('in_progress', self.migration_state())
+        self.assertIn('capped at 1.1', log.output)
+
+    def test_lease_expired_during_migration_still_frees_the_source(self):
+        # Only a source capped below 1.2 (no begin_migration) lets the
+        # lease lapse while the VFs are away.
+        dst_plugin = self.plugin(DST)
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST,
+            lease_seconds=1)
+        claimed = pairs[0]['dest']['address']
+        self.conf.set_override('vfpool', '1.1', group='upgrade_levels')
+        capped = rpcapi.VfpoolAPI(self.conf, transport=self.rpc.transport)
+        self.conf.clear_override('vfpool', group='upgrade_levels')
+        self.plugin(SRC, client=capped).detach_source_vfs(
+            self.ctxt, self.instance, self.migration, self.source_domain())
+        # The reaper expires the lease and another guest takes the VF.
+        self.assertEqual([(self.migration, 1)], self.reap())
         # Other guests take every VF, then all but the claimed one leave:
         # exactly that VF is gone, another is free.
         others = {}
