@@ -107,13 +107,16 @@ class VfpoolDriverMixin:
         # The one change to Nova's tests: which driver the computes load.
         self.flags(compute_driver=virt_alias.COMPUTE_DRIVER)
 
-    def start_compute(self, hostname='compute1', *args, **kwargs):
-        hostname = super().start_compute(hostname, *args, **kwargs)
-        # Nova's test services are killed, never cleaned up: close the
-        # driver's vfpool transport ourselves (a benchmark also starts
-        # computes on the stock driver, which has none).
-        cleanup = getattr(self.computes[hostname].driver, 'cleanup_vfpool',
-                          None)
+    def start_service(self, name, *args, **kwargs):
+        service = super().start_service(name, *args, **kwargs)
+        # Close the driver's vfpool transport before Nova's fixture stops
+        # the service: its cleanup_host then runs in a thread the fixture
+        # does not wait for, and a slow one races with the fixture's
+        # restoring of thread_pool_factory.shutdown_all_executors (the
+        # real one then shuts the process's executors for every later
+        # test).  A benchmark also starts computes on the stock driver.
+        driver = getattr(service.manager, 'driver', None)
+        cleanup = getattr(driver, 'cleanup_vfpool', None)
         if cleanup is not None:
             self.addCleanup(cleanup)
-        return hostname
+        return service

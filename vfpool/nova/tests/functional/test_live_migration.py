@@ -23,6 +23,7 @@ import json
 import uuid
 
 import fixtures
+from neutronclient.common import exceptions as neutron_client_exc
 from nova.conductor.tasks import live_migrate
 from nova import exception as nova_exception
 from nova.tests.fixtures import libvirt as fakelibvirt
@@ -361,6 +362,34 @@ class TestNextDestination(VfpoolLiveMigrationBase):
         self.assertEqual((dest_vf, MAC, VLAN),
                          self.vfpool_vf(self.dst2, server))
         self.assertEqual(dst1_before, self.vfs(self.dst1))
+        self.assertEqual(VFPOOL_VFS, self.free(self.src))
+        self.assertEqual([(models.COMPLETED, self.src, self.dst2)],
+                         self.migrations(server))
+
+    def test_first_destination_refused_after_its_claim_is_freed_at_once(self):
+        server, alloc = self.boot_with_vfpool_vf(self.src)
+        # dst1 claims a VF, then Neutron cannot bind the port there: the
+        # conductor moves on to dst2 with the same migration.
+        bind = self.neutron.create_port_binding
+
+        def bind_or_refuse(port_id, body):
+            if body['binding']['host'] == self.dst1:
+                raise neutron_client_exc.NeutronClientException(
+                    status_code=500, message='binding refused (test)')
+            return bind(port_id, body)
+        self.neutron.create_port_binding = bind_or_refuse
+        checks = self.destination_checks()
+
+        server = self._live_migrate(server)
+
+        self.assertEqual(self.dst2, server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual([(self.dst1, 'MigrationPreCheckError'),
+                          (self.dst2, 'accepted')], checks)
+        # dst1's claim went when dst2 claimed, not with its lease.
+        self.assertEqual(VFPOOL_VFS, self.free(self.dst1))
+        [dest_vf] = self.owned(self.dst2, server)
+        self.assertEqual((dest_vf, MAC, VLAN),
+                         self.vfpool_vf(self.dst2, server))
         self.assertEqual(VFPOOL_VFS, self.free(self.src))
         self.assertEqual([(models.COMPLETED, self.src, self.dst2)],
                          self.migrations(server))
