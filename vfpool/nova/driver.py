@@ -55,6 +55,7 @@ from oslo_utils import excutils
 
 from vfpool.compute import events
 from vfpool.compute import plugin as vf_plugin
+from vfpool.compute import recovery as vf_recovery
 from vfpool import exception
 from vfpool.nova import config as vf_config
 from vfpool.nova import devices
@@ -95,6 +96,8 @@ class VfpoolLibvirtDriver(libvirt_driver.LibvirtDriver):
         self._vfpool_lock = threading.Lock()
         # instance uuid -> uuid of the migration whose VFs we claimed here
         self._vfpool_claims: dict[str, str] = {}
+        # migrations leaving this host that vfpool has no record of
+        self._vfpool_unknown: set[str] = set()
 
     # -- start and stop -----------------------------------------------------
 
@@ -308,23 +311,39 @@ class VfpoolLibvirtDriver(libvirt_driver.LibvirtDriver):
 
     def _detach_source_vfs(self, context, instance,
                            migration_uuid: str) -> None:
+        """Hand the plugin the claimed pairs, or note there are none.
+
+        One ``get_instance``: the migration the destination claimed, with
+        its pairs (possibly none), or no migration at all, which vfpool
+        answers for an instance without VFs on hosts it does not know.
+        """
         vctx = vfpool_context(context)
-        try:
-            self.vfpool.detach_source_vfs(vctx, instance.uuid,
-                                          migration_uuid,
-                                          domain=self._domain(instance))
-        except exception.MigrationNotFound:
-            # No claim: an instance without VFs, or a destination that
-            # does not run the vfpool driver.
-            held = [a['address'] for a in self.vfpool.client.get_instance(
-                vctx, instance.uuid)['allocations']
+        info = vf_recovery.call_idempotent(
+            self.vfpool.client, 'get_instance', vctx, instance.uuid,
+            attempts=self.vfpool.rpc_attempts)
+        migration = info.get('migration')
+        if migration and migration['uuid'] == migration_uuid:
+            self.vfpool.detach_source_vfs(
+                vctx, instance.uuid, migration_uuid,
+                domain=self._domain(instance), pairs=migration['vfs'])
+            return
+        held = [a['address'] for a in info['allocations']
                 if a.get('host') == self.vfpool.host]
-            if held:
-                raise NoClaim(
-                    'vfpool knows no migration %s, so no VF was claimed on '
-                    'the destination for VF(s) %s here: does the '
-                    'destination run the vfpool driver?'
-                    % (migration_uuid, ', '.join(held)))
+        if held:
+            raise NoClaim(
+                'vfpool knows no migration %s, so no VF was claimed on '
+                'the destination for VF(s) %s here: does the destination '
+                'run the vfpool driver?' % (migration_uuid, ', '.join(held)))
+        with self._vfpool_lock:
+            self._vfpool_unknown.add(migration_uuid)
+
+    def _unknown_to_vfpool(self, migration_uuid: str) -> bool:
+        """Whether live_migration found nothing of vfpool to move; forgets."""
+        with self._vfpool_lock:
+            if migration_uuid in self._vfpool_unknown:
+                self._vfpool_unknown.discard(migration_uuid)
+                return True
+        return False
 
     def rollback_live_migration_at_source(self, context, instance,
                                           migrate_data):
@@ -334,7 +353,7 @@ class VfpoolLibvirtDriver(libvirt_driver.LibvirtDriver):
                                                   migrate_data)
         migration_uuid = self._migration_uuid(context, instance,
                                               migrate_data)
-        if migration_uuid is None:
+        if migration_uuid is None or self._unknown_to_vfpool(migration_uuid):
             return
         try:
             self.vfpool.rollback_live_migration_at_source(
@@ -354,7 +373,7 @@ class VfpoolLibvirtDriver(libvirt_driver.LibvirtDriver):
                                     migrate_data)
         migration_uuid = self._migration_uuid(context, instance,
                                               migrate_data)
-        if migration_uuid is None:
+        if migration_uuid is None or self._unknown_to_vfpool(migration_uuid):
             return
         try:
             self.vfpool.post_live_migration(vfpool_context(context),
