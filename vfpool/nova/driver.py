@@ -242,8 +242,10 @@ class VfpoolLibvirtDriver(libvirt_driver.LibvirtDriver):
             raise nova_exception.MigrationPreCheckError(
                 reason='vfpool cannot claim VFs on %s: %s' % (host, exc))
         except messaging.MessagingException as exc:
+            # Unreachable (MessagingTimeout), or too old for this client
+            # (UnsupportedVersion: see [upgrade_levels] vfpool).
             raise nova_exception.MigrationPreCheckError(
-                reason='vfpool-server did not answer the claim on %s: %s'
+                reason='vfpool-server could not claim VFs on %s: %s'
                        % (host, exc))
         self._remember_claim(instance.uuid, migration.uuid)
         LOG.info('vfpool: claimed %d VF(s) on %s for migration %s',

@@ -257,6 +257,27 @@ class TestLiveMigration(VfpoolLiveMigrationBase):
                          self.migrations(server))
         self.assertFalse(self.has_domain(self.dst, server))
 
+    def test_destination_pre_live_migration_fails(self):
+        server, alloc = self.boot_with_vfpool_vf(self.src)
+
+        def refuse(*args, **kwargs):
+            raise RuntimeError('cannot plug the VIFs here (test)')
+        self.computes[self.dst].driver.plug_vifs = refuse
+
+        server = self._live_migrate(server, 'failed')
+
+        # The instance path is shared between these computes, so Nova calls
+        # no rollback hook on either host: the destination's driver freed
+        # its claim when its pre_live_migration failed.
+        self.assertEqual(self.src, server['OS-EXT-SRV-ATTR:host'])
+        self.assertIsNone(self.during, 'the hypervisor migration started')
+        self.assertEqual((alloc['address'], MAC, VLAN),
+                         self.vfpool_vf(self.src, server))
+        self.assertEqual([alloc['address']], self.owned(self.src, server))
+        self.assertEqual(VFPOOL_VFS, self.free(self.dst))
+        self.assertEqual([(models.ABORTED, self.src, self.dst)],
+                         self.migrations(server))
+
     def test_detach_times_out(self):
         server, alloc = self.boot_with_vfpool_vf(self.src)
         # The guest never lets go of the VF.
