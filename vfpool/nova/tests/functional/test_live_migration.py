@@ -222,6 +222,12 @@ class TestLiveMigration(VfpoolLiveMigrationBase):
                          self.during['src'][alloc['address']])
         self.assertIsNone(self.during['source_vf'])
         self.assertNotIn(MAC, self.during['destination_xml'])
+        # The detach ended on libvirt's DEVICE_REMOVED, which came through
+        # Nova's Host and the driver's emit_event, not on a timeout.
+        log = self.stdlog.logger.output
+        alias = vf_plugin.vf_alias(alloc)
+        self.assertIn('Device %s detached from domain' % alias, log)
+        self.assertNotIn('Device %s is gone from domain' % alias, log)
         # After: the claimed VF is attached on the destination with the
         # same MAC and VLAN; Nova's own direct port came back too.
         self.assertEqual([claimed], self.owned(self.dst, server))
