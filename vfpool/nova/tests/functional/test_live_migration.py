@@ -342,6 +342,27 @@ class TestServerUnreachable(VfpoolLiveMigrationBase):
         self.assertEqual([], self.migrations(server))
 
 
+class TestMixedComputes(VfpoolLiveMigrationBase):
+    """A rolling upgrade: the destination still runs stock LibvirtDriver."""
+
+    def test_no_claim_on_the_destination_keeps_the_instance_home(self):
+        self.src = self.start_vfpool_compute('src')
+        self.flags(compute_driver='libvirt.LibvirtDriver')
+        self.dst = self.start_vfpool_compute('dst')
+        server, alloc = self.boot_with_vfpool_vf(self.src)
+
+        server = self._live_migrate(server, 'failed')
+
+        # Nothing claimed the VF a destination would need: the source
+        # refuses to detach it and Nova rolls back.
+        self.assertEqual(self.src, server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual((alloc['address'], MAC, VLAN),
+                         self.vfpool_vf(self.src, server))
+        self.assertEqual([alloc['address']], self.owned(self.src, server))
+        self.assertEqual(VFPOOL_VFS, self.free(self.dst))
+        self.assertEqual([], self.migrations(server))
+
+
 class TestNextDestination(VfpoolLiveMigrationBase):
     """The conductor's retry of another host with the same Migration."""
 
