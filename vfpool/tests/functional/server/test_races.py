@@ -41,10 +41,12 @@ class TestRaces(testscenarios.WithScenarios, base.FunctionalTestCase):
         ('postgresql', {'backend': 'postgresql', 'servers': 2}),
     ]
 
+    rounds = ROUNDS
+    prepare_rounds = PREPARE_ROUNDS
+
     def setUp(self):
         super().setUp()
-        self.stack = self.useFixture(base.ServiceStack(
-            self.backend, servers=self.servers))
+        self.stack = self.useFixture(self.make_stack())
         self.clients = []
         for _ in range(TRANSPORTS):
             transport = rpc.get_transport(self.stack.conf)
@@ -53,6 +55,9 @@ class TestRaces(testscenarios.WithScenarios, base.FunctionalTestCase):
                 self.stack.conf, transport=transport, timeout=120))
         self.pool = concurrent.futures.ThreadPoolExecutor(CALLERS)
         self.addCleanup(self.pool.shutdown)
+
+    def make_stack(self) -> base.ServiceStack:
+        return base.ServiceStack(self.backend, servers=self.servers)
 
     def race(self, call) -> list:
         """Run ``call(i, client)`` in CALLERS threads released together.
@@ -96,11 +101,11 @@ class TestRaces(testscenarios.WithScenarios, base.FunctionalTestCase):
         self.assertEqual(len(owner_of), sum(by_state.values()))
 
     def test_allocate_race(self):
-        for r in range(ROUNDS):
+        for r in range(self.rounds):
             self.stack.client.report_inventory(
                 None, 'race-%d' % r, [inv.pf(5, VFS)])
         owner_of = {}
-        for r in range(ROUNDS):
+        for r in range(self.rounds):
             host = 'race-%d' % r
             instances = [inv.new_uuid() for _ in range(CALLERS)]
 
@@ -142,7 +147,7 @@ class TestRaces(testscenarios.WithScenarios, base.FunctionalTestCase):
             self.stack.client.allocate(
                 None, instance, src, [inv.request(mac=inv.mac(i))],
                 inv.new_uuid())
-        for r in range(PREPARE_ROUNDS):
+        for r in range(self.prepare_rounds):
             migrations = [inv.new_uuid() for _ in range(CALLERS)]
 
             def call(i, client):
