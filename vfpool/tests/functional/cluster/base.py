@@ -1,0 +1,101 @@
+"""What the fault tests share: a load, a fault, and the checks after it."""
+
+import os
+import time
+
+from vfpool.tests.functional import base
+from vfpool.tests.functional.cluster import load as load_mod
+from vfpool.tests import inventory as inv
+
+
+def env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+#: Callers, and VFs on each of the two hosts they race for: fewer, and a
+#: quarter of the callers keep theirs (see load.py).
+CALLERS = env_int('VFPOOL_HA_CALLERS', 16)
+VFS = CALLERS // 2
+LEASE = 3
+REAPER_INTERVAL = 1
+#: Calls that changed something, made before the fault and again after
+#: it was repaired.
+CALLS_AROUND_FAULT = env_int('VFPOOL_HA_CALLS', 60)
+#: How long callers wait for an answer.  Longer than a server may work
+#: on a call while its database is away (it retries for about 8 s, see
+#: vfpool.db.api), or a call that timed out could still commit after
+#: its caller gave up; short enough that calls a broker lost are sent
+#: again well within RECOVERY_LIMIT.
+TIMEOUT = 10
+DATABASE_FAULT_TIMEOUT = 30
+#: What the issue promises for a fault of one node.
+RECOVERY_LIMIT = 30
+#: How late past lease + reaper interval a claim may be freed: the
+#: reaper's own pass, and a database that was away when it lapsed.
+REAP_SLACK = 10
+
+
+class FaultTestCase(base.FunctionalTestCase):
+    """A load through one fault, then the checks.
+
+    Subclasses build ``self.stack`` (a ClusterStack), then call
+    :meth:`run_fault` with the fault to inject.
+    """
+
+    def seed(self) -> None:
+        self.stack.client.report_inventory(None, load_mod.SRC,
+                                           [inv.pf(5, VFS)])
+        self.stack.client.report_inventory(None, load_mod.DST,
+                                           [inv.pf(6, VFS)])
+
+    def run_fault(self, name: str, inject, recover=None,
+                  calls: int = CALLS_AROUND_FAULT,
+                  recovery_limit: float | None = RECOVERY_LIMIT) -> dict:
+        """Load, ``inject()``, ``recover()``, more load; then the checks.
+
+        ``inject`` and ``recover`` may return a dict of facts about the
+        fault (seconds down, write sets caught up) for the summary.
+        """
+        self.seed()
+        load = load_mod.Load(self.stack.clients, callers=CALLERS,
+                             lease=LEASE)
+        self.addCleanup(load.halt)
+        load.start()
+        load.wait_for_calls(calls)
+        facts = {}
+        fault_at = time.monotonic()
+        facts.update(inject() or {})
+        if recover is not None:
+            facts.update(recover() or {})
+        facts['fault_to_repaired_s'] = round(time.monotonic() - fault_at, 2)
+        load.wait_for_calls(calls, timeout=120)
+        load.stop()
+        return self.check(name, load, fault_at, facts, recovery_limit)
+
+    def check(self, name: str, load: load_mod.Load, fault_at: float,
+              facts: dict, recovery_limit: float | None) -> dict:
+        """The tables and the answers, after the load stopped."""
+        engine = self.stack.engine
+        cleared = load.wait_for_leases(engine, LEASE + REAPER_INTERVAL + 10)
+        late = load.reaped_late(engine)
+        doubles = load.double_allocations()
+        leaks = load.leaked(engine)
+        row = load.summary(fault_at)
+        row.update(facts, double_allocations=len(doubles),
+                   leaked=len(leaks),
+                   reaped_late_max_s=round(max(late), 2) if late else None)
+        load_mod.record(name, row)
+        self.assertTrue(cleared, 'claims still held long after their '
+                                 'leases: %s' % (row,))
+        self.assertEqual([], doubles, 'VFs told to two instances at once')
+        self.assertEqual([], leaks, 'VFs held for no live instance')
+        self.assertEqual([], load.mismatches,
+                         'an id got two different answers')
+        self.assertEqual(len(load.live), len(late), row)
+        # A lease lapsing while the database was away is reaped once it
+        # is back; any other within a reaper pass.
+        self.assertLess(max(late), REAPER_INTERVAL + REAP_SLACK, row)
+        self.assertIsNotNone(row['recovery_s'], row)
+        if recovery_limit is not None:
+            self.assertLess(row['recovery_s'], recovery_limit, row)
+        return row

@@ -1,0 +1,50 @@
+"""A single database or broker of the test's own, restarted under load.
+
+Two vfpool-servers share it; the system MariaDB, PostgreSQL and
+RabbitMQ, which other tests use meanwhile, are never touched.
+"""
+
+import testscenarios
+
+from vfpool.tests.functional import base
+from vfpool.tests.functional.cluster import backends
+from vfpool.tests.functional.cluster import base as ha_base
+from vfpool.tests.functional.cluster import stack as ha_stack
+
+load_tests = testscenarios.load_tests_apply_scenarios
+
+SERVERS = 2
+
+
+class TestDatabaseRestart(testscenarios.WithScenarios,
+                          ha_base.FaultTestCase):
+    scenarios = [('mysql', {'backend': backends.MariaDB,
+                            'label': 'MariaDB'}),
+                 ('postgresql', {'backend': backends.PostgreSQL,
+                                 'label': 'PostgreSQL'})]
+
+    def test_restart_under_load(self):
+        database = self.useFixture(self.backend())
+        self.stack = self.useFixture(ha_stack.ClusterStack(
+            [database.url], base.TRANSPORT_URL, servers=SERVERS,
+            client_timeout=ha_base.DATABASE_FAULT_TIMEOUT,
+            **{'pool.reaper_interval': ha_base.REAPER_INTERVAL}))
+
+        def inject():
+            return {'down_s': round(database.restart(), 2)}
+        self.run_fault('Single %s restarted' % self.label, inject)
+
+
+class TestBrokerRestart(ha_base.FaultTestCase):
+
+    def test_restart_under_load(self):
+        broker = self.useFixture(backends.RabbitMQ(1))
+        database = self.useFixture(base.ScratchDatabase('mysql'))
+        self.stack = self.useFixture(ha_stack.ClusterStack(
+            [database.url], broker.transport_url(), servers=SERVERS,
+            client_timeout=ha_base.TIMEOUT,
+            **{'pool.reaper_interval': ha_base.REAPER_INTERVAL}))
+
+        def inject():
+            return {'down_s': round(broker.restart(), 2)}
+        self.run_fault('Single RabbitMQ restarted', inject)
