@@ -3,8 +3,8 @@
 Queries live beside the entity they serve (``vfpool/objects``) and use
 ``@context_manager.reader`` / ``@context_manager.writer``.  Writers are
 wrapped in :func:`retry_on_deadlock` so that a lost row-lock race,
-a Galera certification failure or a busy SQLite file is retried rather
-than surfaced to the caller.
+a Galera certification failure, a busy SQLite file or a database that
+went away for a moment is retried rather than surfaced to the caller.
 """
 
 import functools
@@ -31,6 +31,12 @@ def _is_retriable(exc: Exception) -> bool:
         # Two first-time requests raced for one unique key (a request id,
         # a migration uuid, a host name); the retry finds the winner's row.
         return True
+    if isinstance(exc, db_exc.DBConnectionError) or _not_connected(exc):
+        # The database restarted, or a Galera node left or is not ready
+        # yet.  Nothing was committed; or, if the COMMIT itself was cut
+        # off, the retry finds what it did: every writer is keyed by an
+        # id or guarded by compare-and-swap.
+        return True
     if isinstance(exc, (db_exc.DBError, sqlalchemy.exc.OperationalError)):
         # SQLite's BEGIN IMMEDIATE runs in an engine event, where oslo.db
         # does not translate errors: the raw OperationalError comes here.
@@ -42,6 +48,18 @@ def _is_retriable(exc: Exception) -> bool:
                 or 'could not serialize access' in text
                 or 'database is locked' in text)
     return False
+
+
+def _not_connected(exc: Exception) -> bool:
+    """A connection could not be opened (no statement had run).
+
+    oslo.db passes such errors through untranslated when the driver does
+    not call them a disconnect, e.g. PostgreSQL's "the database system
+    is shutting down".
+    """
+    inner = getattr(exc, 'inner_exception', None) or exc
+    return (isinstance(inner, sqlalchemy.exc.OperationalError)
+            and inner.statement is None)
 
 
 # SQLite allows one writer at a time and makes the others poll with
