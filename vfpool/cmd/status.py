@@ -11,6 +11,7 @@ import datetime
 import sys
 
 from oslo_config import cfg
+import oslo_messaging as messaging
 from oslo_upgradecheck import upgradecheck
 from oslo_utils import timeutils
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ from vfpool.conf import database as db_conf
 from vfpool.db import api as db_api
 from vfpool.db import migration
 from vfpool.manage import cli
+from vfpool import rpc
 
 Code = upgradecheck.Code
 Result = upgradecheck.Result
@@ -35,6 +37,9 @@ _migrations = sa.table('migrations', sa.column('uuid', sa.String),
 
 #: How many names a warning lists before it says "and N more".
 _SHOWN = 5
+
+#: Fewer Galera nodes than this stop taking writes when one fails.
+_GALERA_QUORUM_NODES = 3
 
 
 def _names(names: list[str]) -> str:
@@ -170,16 +175,105 @@ class Checks(upgradecheck.UpgradeCommands):
         return Result(Code.SUCCESS, '%d host(s), all enabled and reporting.'
                       % len(rows))
 
+    def _galera(self) -> dict | None:
+        """wsrep status and vfpool's own session settings, or None."""
+        with self._db().connect() as conn:
+            on = conn.execute(sa.text(
+                "SHOW GLOBAL VARIABLES LIKE 'wsrep_on'")).first()
+            if on is None or on[1].upper() != 'ON':
+                return None
+            status = dict(conn.execute(sa.text(
+                "SHOW GLOBAL STATUS WHERE variable_name IN "
+                "('wsrep_cluster_size', 'wsrep_cluster_status')")).all())
+            # The session's: what oslo.db set on vfpool's connections.
+            sync_wait = conn.execute(sa.text(
+                'SELECT @@SESSION.wsrep_sync_wait')).scalar()
+        return {'size': int(status.get('wsrep_cluster_size', 0)),
+                'status': status.get('wsrep_cluster_status'),
+                'sync_wait': int(sync_wait)}
+
+    def _check_galera(self) -> Result:
+        """On Galera, reads must see what other nodes committed."""
+        if self._db().dialect.name != 'mysql':
+            return Result(Code.SUCCESS, 'Not a Galera cluster.')
+        galera = self._galera()
+        if galera is None:
+            return Result(Code.SUCCESS, 'Not a Galera cluster (wsrep_on '
+                                        'is not ON).')
+        problems = []
+        if not galera['sync_wait'] & 1:
+            problems.append(
+                "vfpool's sessions have wsrep_sync_wait = %d: a read "
+                'through one node may not see yet what a write through '
+                'another node committed just before, so get_instance and '
+                'get_host can answer from the past and claims conflict at '
+                'COMMIT more often. Set [database] mysql_wsrep_sync_wait '
+                '= 1.' % galera['sync_wait'])
+        if galera['size'] < _GALERA_QUORUM_NODES:
+            problems.append(
+                'The Galera cluster has %d node(s); with fewer than %d, '
+                'the loss of one node leaves no primary component and '
+                'stops every write.' % (galera['size'],
+                                        _GALERA_QUORUM_NODES))
+        if problems:
+            return Result(Code.WARNING, ' '.join(problems))
+        return Result(Code.SUCCESS, 'Galera cluster of %d nodes (%s); '
+                      'sessions wait for causality (wsrep_sync_wait = %d).'
+                      % (galera['size'], galera['status'],
+                         galera['sync_wait']))
+
+    def _check_rabbitmq(self) -> Result:
+        """A RabbitMQ cluster needs quorum queues; every broker heartbeats.
+
+        Reads only the configuration: the broker is not contacted.
+        """
+        url = messaging.TransportURL.parse(self.conf,
+                                           self.conf.transport_url)
+        if url.transport != 'rabbit':
+            return Result(Code.SUCCESS, 'Not RabbitMQ (%s).'
+                          % url.transport)
+        rabbit = self.conf.oslo_messaging_rabbit
+        nodes = max(1, len(url.hosts))
+        problems = []
+        if nodes > 1 and not rabbit.rabbit_quorum_queue:
+            problems.append(
+                'transport_url names %d RabbitMQ nodes but [oslo_messaging_'
+                'rabbit] rabbit_quorum_queue is false: the RPC queues are '
+                'classic queues on one node, and the calls queued there '
+                'are lost with it. Set rabbit_quorum_queue = true for '
+                'every vfpool service (delete the classic queues the '
+                'servers declared before, or they fail to declare them '
+                'again).' % nodes)
+        if rabbit.heartbeat_timeout_threshold <= 0:
+            problems.append(
+                'AMQP heartbeats are off ([oslo_messaging_rabbit] '
+                'heartbeat_timeout_threshold = 0): a broker that vanishes '
+                'without closing its connections (power loss, a network '
+                'partition) is noticed only when TCP gives up, minutes '
+                'later.')
+        if problems:
+            return Result(Code.WARNING, ' '.join(problems))
+        queues = ('quorum queues' if rabbit.rabbit_quorum_queue
+                  else 'classic queues')
+        return Result(Code.SUCCESS, '%d RabbitMQ node(s), %s, heartbeat '
+                      'timeout %d s.' % (nodes, queues,
+                                         rabbit.heartbeat_timeout_threshold))
+
     _upgrade_checks = (
         ('Database schema', _check_schema),
         ('Lapsed leases', _check_lapsed_leases),
         ('SQLite and several hosts', _check_sqlite),
         ('Hosts', _check_hosts),
+        ('Galera', _check_galera),
+        ('RabbitMQ', _check_rabbitmq),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     conf = vfpool_conf.new_conf()
+    # [DEFAULT] transport_url and [oslo_messaging_rabbit], for the
+    # RabbitMQ check.
+    rpc.register_opts(conf)
     return upgradecheck.main(
         conf, project='vfpool', upgrade_command=Checks(conf),
         argv=sys.argv[1:] if argv is None else argv)

@@ -1,8 +1,10 @@
 """vfpool-status upgrade check against real databases."""
 
 import json
+import os
 import subprocess
 
+import fixtures
 import sqlalchemy as sa
 
 from vfpool.cmd import status
@@ -10,6 +12,8 @@ from vfpool.db import api as db_api
 from vfpool.db import migration
 from vfpool.objects import host as host_obj
 from vfpool.objects import migration as migration_obj
+from vfpool.tests.functional import base
+from vfpool.tests.functional.cluster import backends
 from vfpool.tests.functional import operator_base as ob
 
 SUCCESS, WARNING, FAILURE = 0, 1, 2
@@ -17,6 +21,18 @@ SCHEMA = 'Database schema'
 LAPSED = 'Lapsed leases'
 SQLITE = 'SQLite and several hosts'
 HOSTS = 'Hosts'
+GALERA = 'Galera'
+RABBITMQ = 'RabbitMQ'
+CHECKS = [SCHEMA, LAPSED, SQLITE, HOSTS, GALERA, RABBITMQ]
+
+
+def run_console_script(config_file: str) -> dict:
+    """vfpool-status as installed: {check name: (result, details)}."""
+    done = subprocess.run(
+        ['vfpool-status', '--config-file', config_file, 'upgrade',
+         'check', '--json'], capture_output=True, text=True, timeout=120)
+    checks = json.loads(done.stdout)['checks']
+    return {c['check']: (c['result'], c['details']) for c in checks}
 
 
 class StatusTestCase(ob.OperatorTestCase):
@@ -155,6 +171,78 @@ class TestConsoleScript(StatusTestCase):
              'check', '--json'], capture_output=True, text=True, timeout=120)
         self.assertEqual(0, done.returncode, done.stdout + done.stderr)
         checks = json.loads(done.stdout)['checks']
-        self.assertEqual([SCHEMA, LAPSED, SQLITE, HOSTS],
-                         [c['check'] for c in checks])
+        self.assertEqual(CHECKS, [c['check'] for c in checks])
         self.assertEqual({SUCCESS}, {c['result'] for c in checks})
+
+
+class TestOneDatabaseOneBroker(StatusTestCase):
+
+    def test_no_cluster_checks_apply(self):
+        results = self.check()
+        result, details = results[GALERA]
+        self.assertEqual(SUCCESS, result)
+        self.assertTrue(details.startswith('Not a Galera cluster'), details)
+        self.assertEqual((SUCCESS, '1 RabbitMQ node(s), classic queues, '
+                                   'heartbeat timeout 60 s.'),
+                         results[RABBITMQ])
+
+
+class TestRabbitMQ(StatusTestCase):
+    """Only the configuration is read: one backend is enough."""
+
+    scenarios = [('sqlite', {'backend': 'sqlite'})]
+    CLUSTER = ('rabbit://vfpool:secret@mq1:5672,vfpool:secret@mq2:5672,'
+               'vfpool:secret@mq3:5672/')
+
+    def test_cluster_without_quorum_queues_warns(self):
+        self.configure('DEFAULT', transport_url=self.CLUSTER)
+        result, details = self.check()[RABBITMQ]
+        self.assertEqual(WARNING, result)
+        self.assertIn('names 3 RabbitMQ nodes', details)
+        self.assertIn('rabbit_quorum_queue = true', details)
+        self.assertNotIn('secret', details)
+
+    def test_cluster_with_quorum_queues(self):
+        self.configure('DEFAULT', transport_url=self.CLUSTER)
+        self.configure('oslo_messaging_rabbit', rabbit_quorum_queue='true',
+                       heartbeat_timeout_threshold=10)
+        self.assertEqual((SUCCESS, '3 RabbitMQ node(s), quorum queues, '
+                                   'heartbeat timeout 10 s.'),
+                         self.check()[RABBITMQ])
+
+    def test_heartbeats_off_warn_even_for_one_broker(self):
+        self.configure('oslo_messaging_rabbit',
+                       heartbeat_timeout_threshold=0)
+        result, details = self.check()[RABBITMQ]
+        self.assertEqual(WARNING, result)
+        self.assertIn('heartbeats are off', details)
+        self.assertNotIn('rabbit_quorum_queue', details)
+
+    def test_other_drivers_are_not_checked(self):
+        self.configure('DEFAULT', transport_url='fake:/')
+        self.assertEqual((SUCCESS, 'Not RabbitMQ (fake).'),
+                         self.check()[RABBITMQ])
+
+
+class TestGalera(base.FunctionalTestCase):
+    """Against a Galera cluster of the test's own, as installed."""
+
+    def test_sync_wait_and_cluster_size(self):
+        cluster = self.useFixture(backends.GaleraCluster(3))
+        workdir = self.useFixture(fixtures.TempDir()).path
+        config = os.path.join(workdir, 'vfpool.conf')
+        sections = {'DEFAULT': {'state_path': workdir},
+                    'database': {'connection': cluster.urls[0]}}
+        base.write_config(config, sections)
+
+        result, details = run_console_script(config)[GALERA]
+        self.assertEqual(WARNING, result)
+        self.assertIn('wsrep_sync_wait = 0', details)
+        self.assertIn('Set [database] mysql_wsrep_sync_wait = 1', details)
+        self.assertNotIn('node(s)', details)
+
+        cluster.kill(2)
+        cluster.survivors_synced(2)
+        result, details = run_console_script(config)[GALERA]
+        self.assertEqual(WARNING, result)
+        self.assertIn('The Galera cluster has 2 node(s)', details)
