@@ -115,6 +115,7 @@ def _engine_options(conf: cfg.ConfigOpts) -> dict:
         slave_connection=db.slave_connection,
         sqlite_fk=True,
         mysql_sql_mode=db.mysql_sql_mode,
+        mysql_wsrep_sync_wait=db.mysql_wsrep_sync_wait,
         connection_recycle_time=db.connection_recycle_time,
         connection_debug=db.connection_debug,
         max_pool_size=db.max_pool_size,
