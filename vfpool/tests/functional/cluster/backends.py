@@ -164,11 +164,18 @@ class Daemon:
             return False
 
     def kill(self) -> None:
-        """SIGKILL the whole session and reap the daemon."""
+        """SIGKILL the whole session and reap the daemon.
+
+        Only while the daemon is unreaped: its id, which names the
+        session, is ours until then and no longer after.  Helpers left
+        by a daemon that died on its own are found by their command line
+        (see _Backend).
+        """
         if self.process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> None:
@@ -179,9 +186,6 @@ class Daemon:
             raise BackendError('%s did not stop within %d s after signal '
                                '%d%s' % (self.name, timeout, sig,
                                          log_tail(self.log_path)))
-        # Helpers of the session that outlived it.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
 
 
 def _processes_naming(path: str) -> list[tuple[int, str]]:
@@ -214,15 +218,27 @@ class _Backend(fixtures.Fixture):
     """A temporary directory, daemons in it, and a cleanup that kills."""
 
     prefix = 'vfpool-backend-'
+    #: Starts tried, each on new ports, when a daemon lost its port to
+    #: another process between free_ports() and its bind().
+    attempts = 3
 
     def _setUp(self):
-        # Traversable by the service users (the test's own TMPDIR is
-        # not); what is in it is theirs.
-        self.root = tempfile.mkdtemp(prefix=self.prefix, dir=_base_dir())
-        os.chmod(self.root, 0o755)
-        self.daemons: list[Daemon] = []
+        for attempt in range(1, self.attempts + 1):
+            # Traversable by the service users (the test's own TMPDIR is
+            # not); what is in it is theirs.
+            self.root = tempfile.mkdtemp(prefix=self.prefix,
+                                         dir=_base_dir())
+            os.chmod(self.root, 0o755)
+            self.daemons: list[Daemon] = []
+            try:
+                self.start()
+                break
+            except BaseException:
+                clash = _port_clash(self.root)
+                self._cleanup()
+                if not clash or attempt == self.attempts:
+                    raise
         self.addCleanup(self._cleanup)
-        self.start()
 
     def start(self) -> None:
         raise NotImplementedError
@@ -239,9 +255,16 @@ class _Backend(fixtures.Fixture):
             raise BackendError('processes outlived their session and were '
                                'killed: %s' % leftovers)
 
-    def logs(self) -> str:
-        """The tails of every daemon's log, for a failure message."""
-        return ''.join(log_tail(d.log_path) for d in self.daemons)
+
+def _port_clash(root: str) -> bool:
+    """Whether a daemon's log under ``root`` says its port was taken."""
+    for path in glob.glob(os.path.join(root, '**', '*.log'),
+                          recursive=True):
+        with open(path, errors='replace') as f:
+            text = f.read()
+        if 'Address already in use' in text or 'eaddrinuse' in text:
+            return True
+    return False
 
 
 # -- MariaDB and Galera ----------------------------------------------------
@@ -727,14 +750,15 @@ class RabbitNode:
 
     def stop(self) -> None:
         """A clean shutdown (the VM stops its applications first)."""
-        with contextlib.suppress(ProcessLookupError, FileNotFoundError):
-            os.kill(self.beam_pid(), signal.SIGTERM)
+        beam = self.beam_pid()
+        # The VM is the launcher's child; a stale pid file could name
+        # anybody's process.
+        if self.daemon.alive() and _parent_of(beam) == self.daemon.pid:
+            os.kill(beam, signal.SIGTERM)
         if not self.daemon.wait(120):
             self.daemon.kill()
             raise BackendError('%s did not stop%s' % (
                 self.name, log_tail(self.daemon.log_path)))
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.daemon.pid, signal.SIGKILL)
 
 
 class RabbitMQ(_Backend):
@@ -833,7 +857,8 @@ class RabbitMQ(_Backend):
         """Start a stopped or killed node and wait until it is clustered."""
         self.nodes[n].start()
         self.nodes[n].wait_up()
-        self.wait_clustered()
+        if self.size > 1:
+            self.wait_clustered()
 
     def restart(self, n: int = 0) -> float:
         """Stop a node cleanly and start it again; seconds it was down."""
@@ -841,6 +866,15 @@ class RabbitMQ(_Backend):
         self.nodes[n].stop()
         self.start_node(n)
         return time.monotonic() - began
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            # pid (comm) state ppid ...; comm may hold spaces.
+            return int(f.read().rsplit(')', 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _port_open(port: int) -> bool:
