@@ -43,6 +43,9 @@ def notes(row: dict) -> str:
     if row.get('fault_to_repaired_s') is not None and not row.get(
             'down_s'):
         parts.append('repaired after %.1f s' % row['fault_to_repaired_s'])
+    if row.get('after_repair_s'):
+        parts.append('first change %.1f s after repair'
+                     % row['after_repair_s'])
     if row.get('certification_conflicts') is not None:
         parts.append('%d certification conflicts retried'
                      % row['certification_conflicts'])

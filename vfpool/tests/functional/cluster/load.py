@@ -118,15 +118,26 @@ class Load:
             self.stopped_at = time.monotonic() - self.give_up_after
         self.stopping.set()
 
-    def wait_for_calls(self, count: int, timeout: float = 60) -> None:
-        """Until ``count`` more calls have changed something."""
-        target = self.successes() + count
-        deadline = time.monotonic() + timeout
-        while self.successes() < target:
+    def wait_for_calls(self, count: int, stall: float = 60) -> None:
+        """Until ``count`` more calls have changed something.
+
+        Fails if none did for ``stall`` seconds: however slow the
+        machine, a load that goes on is not stuck.
+        """
+        done = self.successes()
+        target = done + count
+        deadline = time.monotonic() + stall
+        while done < target:
             if time.monotonic() > deadline or self.errors:
-                raise AssertionError('the load made no progress: %r'
-                                     % self.errors)
+                raise AssertionError('no call changed anything for %d s '
+                                     '(%d of %d done): %r' % (
+                                         stall, count - target + done,
+                                         count, self.errors))
             time.sleep(0.05)
+            now = self.successes()
+            if now > done:
+                done = now
+                deadline = time.monotonic() + stall
 
     def successes(self) -> int:
         with self.lock:
@@ -269,18 +280,27 @@ class Load:
                     doubles.append((key, i1, i2))
         return doubles
 
-    def summary(self, fault_at: float) -> dict:
+    def summary(self, fault_at: float, repaired_at: float) -> dict:
+        """The figures of the fault table.
+
+        Recovery: from the fault to the end of the first call sent after
+        it that changed something; and from the repair (the broker or
+        the node back), which leaves out how long the fault lasted.
+        """
         with self.lock:
             attempts = list(self.attempts)
         failed = collections.Counter(a.error for a in attempts if a.error)
         after = [a for a in attempts if a.changed and a.start >= fault_at]
+        first = min(a.end for a in after) if after else None
         failures = [a.end for a in attempts if a.error]
         return {
             'calls': len(attempts),
             'failed': dict(failed),
             'retried': self.retried,
-            'recovery_s': round(min(a.end for a in after) - fault_at, 2)
-            if after else None,
+            'recovery_s': None if first is None else round(
+                first - fault_at, 2),
+            'after_repair_s': None if first is None else round(
+                max(0.0, first - repaired_at), 2),
             'last_failure_s': round(max(failures) - fault_at, 2)
             if failures else None,
             'answers_differing': len(self.mismatches),

@@ -38,6 +38,7 @@ class TestGaleraRaces(test_races.TestRaces):
     prepare_rounds = ha_base.env_int('VFPOOL_HA_PREPARE_ROUNDS', 5)
 
     def make_stack(self):
+        ha_base.quiet_messaging(self)
         self.cluster = self.useFixture(backends.GaleraCluster(NODES))
         return ha_stack.ClusterStack(
             self.cluster.urls, base.TRANSPORT_URL, servers=NODES,
