@@ -43,7 +43,8 @@ def notes(row: dict) -> str:
     if row.get('fault_to_repaired_s') is not None and not row.get(
             'down_s'):
         parts.append('repaired after %.1f s' % row['fault_to_repaired_s'])
-    if row.get('after_repair_s'):
+    if row.get('after_repair_s') and (row.get('fault_to_repaired_s')
+                                      or row.get('down_s')):
         parts.append('first change %.1f s after repair'
                      % row['after_repair_s'])
     if row.get('certification_conflicts') is not None:

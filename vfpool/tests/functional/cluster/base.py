@@ -86,7 +86,8 @@ class FaultTestCase(base.FunctionalTestCase):
         if recover is not None:
             facts.update(recover() or {})
         repaired_at = time.monotonic()
-        facts['fault_to_repaired_s'] = round(repaired_at - fault_at, 2)
+        if recover is not None:
+            facts['fault_to_repaired_s'] = round(repaired_at - fault_at, 2)
         load.wait_for_calls(calls)
         load.stop()
         return self.check(name, load, fault_at, repaired_at, facts,

@@ -1,8 +1,8 @@
 """vfpool on a 3-node RabbitMQ cluster with quorum queues.
 
 The node that holds a server's consumer is killed mid-load: the quorum
-queues live on, oslo.messaging reconnects to another node of
-``transport_url``, and calls go on.
+queues live on the two nodes left, oslo.messaging reconnects to another
+node of ``transport_url``, and calls go on.
 """
 
 from vfpool.tests.functional import base
@@ -38,8 +38,7 @@ class TestRabbitCluster(ha_base.FaultTestCase):
         def inject():
             self.broker.kill(victim)
             return {'killed_node': victim}
-
-        def recover():
-            self.broker.start_node(victim)
+        # The two nodes left are a majority of every quorum queue: the
+        # load goes on without bringing the third back.
         self.run_fault('RabbitMQ node of a server\'s consumer SIGKILLed',
-                       inject, recover)
+                       inject)
