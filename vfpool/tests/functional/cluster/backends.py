@@ -214,6 +214,10 @@ def _base_dir() -> str:
     return '/tmp'
 
 
+#: Seconds a killed session's processes get to be gone.
+LEFTOVER_GRACE = 15
+
+
 class _Backend(fixtures.Fixture):
     """A temporary directory, daemons in it, and a cleanup that kills."""
 
@@ -246,7 +250,15 @@ class _Backend(fixtures.Fixture):
     def _cleanup(self) -> None:
         for daemon in self.daemons:
             daemon.kill()
-        leftovers = _processes_naming(self.root)
+        # The daemons' own children (RabbitMQ's VM under its launcher)
+        # may take a while to die of the session's SIGKILL on a busy
+        # machine; only those still there after that were not in it.
+        deadline = time.monotonic() + LEFTOVER_GRACE
+        while True:
+            leftovers = _processes_naming(self.root)
+            if not leftovers or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         for pid, _cmdline in leftovers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
