@@ -22,12 +22,14 @@ REAPER_INTERVAL = 1
 #: Calls that changed something, made before the fault and again after
 #: it was repaired.
 CALLS_AROUND_FAULT = env_int('VFPOOL_HA_CALLS', 60)
-#: How long callers wait for an answer.  Longer than a server may work
-#: on a call while its database is away (it retries for about 8 s, see
-#: vfpool.db.api), or a call that timed out could still commit after
-#: its caller gave up; short enough that calls a broker lost are sent
-#: again well within RECOVERY_LIMIT.
-TIMEOUT = 10
+#: How long callers wait for an answer.  Longer than a server may take
+#: to get to a call and do it, or a call that timed out could still be
+#: done after its caller gave up, sent it again, was refused and moved
+#: on (a starved machine took more than 10 s); short enough that calls
+#: a broker lost are sent again within RECOVERY_LIMIT of its repair.
+#: While its database is away a server retries a call for about 8 s
+#: more (vfpool.db.api).
+TIMEOUT = 20
 DATABASE_FAULT_TIMEOUT = 30
 #: What the issue promises for a fault of one node: a call changes
 #: something again within this long of the fault, or of its repair when
