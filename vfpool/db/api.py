@@ -26,6 +26,11 @@ _MAX_RETRIES = 20
 
 def _is_retriable(exc: Exception) -> bool:
     if isinstance(exc, (db_exc.DBDeadlock, db_exc.RetryRequest)):
+        # DBDeadlock includes oslo.db's DBConsistencyError (17.4.0 on):
+        # MariaDB's error 1020, a row changed since this transaction's
+        # snapshot, which innodb_snapshot_isolation=ON (the default from
+        # MariaDB 11.6.2) raises where a lost compare-and-swap would
+        # otherwise match no row.
         return True
     if isinstance(exc, db_exc.DBDuplicateEntry):
         # Two first-time requests raced for one unique key (a request id,
@@ -38,14 +43,17 @@ def _is_retriable(exc: Exception) -> bool:
         # id or guarded by compare-and-swap.
         return True
     if isinstance(exc, (db_exc.DBError, sqlalchemy.exc.OperationalError)):
-        # SQLite's BEGIN IMMEDIATE runs in an engine event, where oslo.db
-        # does not translate errors: the raw OperationalError comes here.
+        # Errors raised where oslo.db does not translate them (in engine
+        # events, such as SQLite's BEGIN IMMEDIATE) come here raw.
         inner = getattr(exc, 'inner_exception', None)
         text = str(inner or exc)
         # PostgreSQL: deadlock_detected (40P01), serialization_failure
-        # (40001); SQLite: another writer holds the file.
+        # (40001); MariaDB: 1213 deadlock, 1020 snapshot conflict;
+        # SQLite: another writer holds the file.
         return ('deadlock detected' in text
                 or 'could not serialize access' in text
+                or 'Deadlock found' in text
+                or 'Record has changed since last read' in text
                 or 'database is locked' in text)
     return False
 
@@ -67,6 +75,10 @@ def _not_connected(exc: Exception) -> bool:
 # embedded single-server setup fast under concurrent calls.
 _SQLITE_WRITERS = threading.Lock()
 
+# How deep the current thread is in writer transactions (see
+# _sqlite_begin_immediate).
+_WRITING = threading.local()
+
 
 def _serialised_on_sqlite(func):
     @functools.wraps(func)
@@ -74,7 +86,11 @@ def _serialised_on_sqlite(func):
         if get_engine().dialect.name != 'sqlite':
             return func(*args, **kwargs)
         with _SQLITE_WRITERS:
-            return func(*args, **kwargs)
+            _WRITING.depth = getattr(_WRITING, 'depth', 0) + 1
+            try:
+                return func(*args, **kwargs)
+            finally:
+                _WRITING.depth -= 1
     return wrapper
 
 
@@ -82,7 +98,8 @@ def retry_on_deadlock(func):
     """Retry a whole writer transaction when the database says so.
 
     Must wrap the outermost transaction, so that every attempt starts
-    from a clean snapshot.
+    from a clean snapshot.  On SQLite it also makes the transaction a
+    writer from its first statement (:func:`_sqlite_begin_immediate`).
     """
     wrapped = oslo_db_api.wrap_db_retry(
         max_retries=_MAX_RETRIES, retry_interval=0.01,
@@ -92,20 +109,27 @@ def retry_on_deadlock(func):
 
 
 def _sqlite_begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
-    """Make SQLite take its write lock when a transaction starts.
+    """Make SQLite take its write lock when a writer transaction starts.
 
     A deferred SQLite transaction that reads and then writes cannot
-    wait for another writer: it fails with "database is locked".
-    Taking the lock up front makes concurrent callers queue instead.
+    wait for another writer: it fails with "database is locked".  Taking
+    the lock up front makes writers in other processes (vfpool-manage,
+    a second server on the same machine) queue instead.  oslo.db opens
+    every SQLite transaction itself with a plain ``BEGIN`` from a
+    ``begin`` listener that always runs before any listener added later,
+    so the statement it sends is rewritten here, for the transactions of
+    :func:`retry_on_deadlock` writers only: readers keep a shared lock.
     """
     if engine.dialect.name != 'sqlite':
         return
 
-    @sqlalchemy.event.listens_for(engine, 'begin', insert=True)
-    def _begin(conn):
-        if 'in_transaction' not in conn.info:
-            conn.exec_driver_sql('BEGIN IMMEDIATE')
-            conn.info['in_transaction'] = True
+    @sqlalchemy.event.listens_for(engine, 'before_cursor_execute',
+                                  retval=True)
+    def _immediate(conn, cursor, statement, parameters, context,
+                   executemany):
+        if statement == 'BEGIN' and getattr(_WRITING, 'depth', 0):
+            statement = 'BEGIN IMMEDIATE'
+        return statement, parameters
 
 
 def _engine_options(conf: cfg.ConfigOpts) -> dict:
