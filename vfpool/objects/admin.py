@@ -64,9 +64,17 @@ def _describe(vf: models.VirtualFunction, pf_address: str, host: str,
     }
 
 
-def _rows(session, *criteria) -> list:
-    query = (sa.select(VF, PF.address, Host.name, Migration.state,
-                       Migration.lease_expires_at)
+def _rows(session, *criteria, lapsed: bool = False) -> list:
+    """(VF, PF address, host, migration state, lease expiry) rows.
+
+    With ``lapsed``, each also says whether the lease lapsed, by the
+    database's clock (:mod:`vfpool.objects.leases`).
+    """
+    columns = [VF, PF.address, Host.name, Migration.state,
+               Migration.lease_expires_at]
+    if lapsed:
+        columns.append(Migration.lease_expires_at < leases.now())
+    query = (sa.select(*columns)
              .join(PF, PF.id == VF.pf_id)
              .join(Host, Host.id == VF.host_id)
              .outerjoin(Migration, Migration.uuid == VF.migration_uuid)
@@ -145,7 +153,7 @@ def unreserve(context, host: str, address: str) -> dict:
     return _get(session, host, address)[1]
 
 
-def _leak_kind(vf, migration_state, lease_expires_at, now) -> str | None:
+def _leak_kind(vf, migration_state, lapsed: bool) -> str | None:
     claimed = models.CLAIMED in (vf.state, vf.prior_state)
     in_flight = migration_state in models.IN_FLIGHT
     if claimed and not in_flight:
@@ -153,7 +161,7 @@ def _leak_kind(vf, migration_state, lease_expires_at, now) -> str | None:
     # A moving migration past its lease is stalled, not leaked: nothing
     # may free its claims until an operator says where the guest runs.
     if (claimed and migration_state == models.IN_PROGRESS
-            and lease_expires_at < now):
+            and lapsed):
         return LAPSED_CLAIM
     if not claimed and vf.migration_uuid and not in_flight:
         return STALE_MARK
@@ -175,15 +183,15 @@ def leaks(context) -> list[dict]:
     Each VF is returned with its ``leak`` kind and its ``generation``,
     for :func:`free_claim` / :func:`clear_mark` to act on exactly it.
     """
-    now = leases.now()
     rows = _rows(context.session, sa.or_(
         _in_state(models.CLAIMED),
-        sa.and_(_in_state(models.ALLOCATED), VF.migration_uuid.is_not(None))))
+        sa.and_(_in_state(models.ALLOCATED), VF.migration_uuid.is_not(None))),
+        lapsed=True)
     found = []
     for row in rows:
-        kind = _leak_kind(row[0], row[3], row[4], now)
+        kind = _leak_kind(row[0], row[3], bool(row[5]))
         if kind is not None:
-            found.append(dict(_describe(*row), leak=kind))
+            found.append(dict(_describe(*row[:5]), leak=kind))
     return found
 
 

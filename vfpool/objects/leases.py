@@ -1,15 +1,84 @@
-"""The clock that leases are set and reaped by."""
+"""The clock leases are set and reaped by: the database's, never a server's.
 
-import datetime
+Active-active servers whose clocks disagree would otherwise move each
+other's expiries: a server whose clock runs ahead reaps the fresh claims
+of the others, one behind keeps claims alive too long.  So every lease
+is written as, and compared with, a SQL expression of the database's own
+"now" in UTC, compiled per dialect.  (On SQLite the database's clock is
+that of the machine the file lives on, which is the one its servers run
+on.)
+"""
 
-from oslo_utils import timeutils
+import sqlalchemy as sa
+from sqlalchemy.ext import compiler
+from sqlalchemy.sql import functions
+
+from vfpool.db import models
 
 
-def now():
-    """The time a lease is compared with."""
-    return timeutils.utcnow()
+class _UTCNow(functions.FunctionElement):
+    """The database's current time in UTC, as a naive timestamp."""
+
+    type = models.DateTime
+    inherit_cache = True
+    name = 'vfpool_utcnow'
 
 
-def expiry(lease_seconds: int):
-    """The expiry of a lease of ``lease_seconds`` taken now."""
-    return timeutils.utcnow() + datetime.timedelta(seconds=lease_seconds)
+class _UTCIn(functions.FunctionElement):
+    """The database's time in UTC, ``seconds`` (an integer) from now."""
+
+    type = models.DateTime
+    inherit_cache = True
+    name = 'vfpool_utc_in'
+
+
+# SQLite keeps DATETIME as 'YYYY-MM-DD HH:MM:SS.ffffff' text (that is how
+# SQLAlchemy writes and reads it, and how the text compares); its %f is
+# seconds with milliseconds, so three zeros make the microseconds.
+_SQLITE_FORMAT = "'%Y-%m-%d %H:%M:%f000'"
+
+
+@compiler.compiles(_UTCNow, 'sqlite')
+def _now_sqlite(element, compiler, **kw):
+    return "strftime(%s, 'now')" % _SQLITE_FORMAT
+
+
+@compiler.compiles(_UTCIn, 'sqlite')
+def _in_sqlite(element, compiler, **kw):
+    return "strftime(%s, 'now', %s || ' seconds')" % (
+        _SQLITE_FORMAT, compiler.process(element.clauses, **kw))
+
+
+@compiler.compiles(_UTCNow, 'mysql')
+def _now_mysql(element, compiler, **kw):
+    return 'UTC_TIMESTAMP(6)'
+
+
+@compiler.compiles(_UTCIn, 'mysql')
+def _in_mysql(element, compiler, **kw):
+    return 'TIMESTAMPADD(SECOND, %s, UTC_TIMESTAMP(6))' % (
+        compiler.process(element.clauses, **kw))
+
+
+# statement_timestamp(), not now(): the time of this statement, not of
+# the start of its transaction, as on the other backends.
+@compiler.compiles(_UTCNow, 'postgresql')
+def _now_postgresql(element, compiler, **kw):
+    return "(statement_timestamp() AT TIME ZONE 'UTC')"
+
+
+@compiler.compiles(_UTCIn, 'postgresql')
+def _in_postgresql(element, compiler, **kw):
+    return ("((statement_timestamp() AT TIME ZONE 'UTC') + "
+            "make_interval(secs => %s))" % (
+                compiler.process(element.clauses, **kw)))
+
+
+def now() -> sa.ColumnElement:
+    """The time a lease is compared with, as SQL."""
+    return _UTCNow()
+
+
+def expiry(lease_seconds: int) -> sa.ColumnElement:
+    """The expiry of a lease of ``lease_seconds`` taken now, as SQL."""
+    return _UTCIn(sa.literal(int(lease_seconds), sa.Integer))

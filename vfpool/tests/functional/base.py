@@ -53,11 +53,13 @@ class ScratchDatabase(fixtures.Fixture):
         self.addCleanup(admin.dispose)
         with admin.connect() as conn:
             conn.exec_driver_sql('CREATE DATABASE %s' % name)
-        self.url = str(sa.engine.make_url(ADMIN_URLS[self.backend])
-                       .set(database=name).render_as_string(
-                           hide_password=False))
+        url = sa.engine.make_url(ADMIN_URLS[self.backend]).set(
+            database=name)
         if self.backend == 'mysql':
-            self.url += '?charset=utf8mb4'
+            # Keeps any query the admin URL has, e.g. an init_command
+            # that sets a session variable for every connection.
+            url = url.update_query_dict({'charset': 'utf8mb4'})
+        self.url = url.render_as_string(hide_password=False)
 
         def drop():
             with admin.connect() as conn:
@@ -88,10 +90,13 @@ class ServerProcess(fixtures.Fixture):
     can be killed together.
     """
 
-    def __init__(self, config_file: str, name: str):
+    def __init__(self, config_file: str, name: str,
+                 wrapper: list[str] | None = None):
+        """``wrapper``: a command the server runs under, e.g. faketime."""
         super().__init__()
         self.config_file = config_file
         self.name = name
+        self.wrapper = list(wrapper or [])
         self.process = None
 
     def _setUp(self):
@@ -106,10 +111,11 @@ class ServerProcess(fixtures.Fixture):
                                         '%s.conf' % self.name),
                            {'DEFAULT': {'host': self.name}})
         self.process = subprocess.Popen(
-            [sys.executable, '-c',
-             'import sys; from vfpool.cmd import server; '
-             'sys.exit(server.main())',
-             '--config-file', self.config_file, '--config-file', own],
+            self.wrapper + [
+                sys.executable, '-c',
+                'import sys; from vfpool.cmd import server; '
+                'sys.exit(server.main())',
+                '--config-file', self.config_file, '--config-file', own],
             stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
 
@@ -152,10 +158,12 @@ class ServiceStack(fixtures.Fixture):
     """
 
     def __init__(self, backend: str = 'sqlite', servers: int = 1,
-                 **options):
+                 wrappers: dict[int, list[str]] | None = None, **options):
+        """``wrappers``: server index -> the command it runs under."""
         super().__init__()
         self.backend = backend
         self.servers = servers
+        self.wrappers = wrappers or {}
         self.options = options
 
     def _setUp(self):
@@ -195,7 +203,7 @@ class ServiceStack(fixtures.Fixture):
         self.client = rpcapi.VfpoolAPI(self.conf, timeout=60)
         self.addCleanup(self.client.transport.cleanup)
         self.procs = [self.useFixture(ServerProcess(
-            self.config_file, 'server-%d' % i))
+            self.config_file, 'server-%d' % i, self.wrappers.get(i)))
             for i in range(self.servers)]
         self.wait_ready()
 

@@ -12,11 +12,13 @@ import os
 
 import fixtures
 from oslo_utils import timeutils
+import sqlalchemy as sa
 import testscenarios
 
 from vfpool import context as vfpool_context
 from vfpool.db import api as db_api
 from vfpool.db import migration
+from vfpool.db import models
 from vfpool.objects import allocation as allocation_obj
 from vfpool.objects import host as host_obj
 from vfpool.objects import migration as migration_obj
@@ -106,13 +108,28 @@ class OperatorTestCase(testscenarios.WithScenarios,
     def prepare(self, migration_uuid: str, instance: str, source: str,
                 dest: str, lease_seconds: int = 600,
                 ago: float = 0) -> list[dict]:
-        """Prepare a migration, as if ``ago`` seconds in the past."""
+        """Prepare a migration, as if ``ago`` seconds in the past.
+
+        Leases run on the database's clock, so the lease is moved back
+        in the database itself.
+        """
         if ago:
             timeutils.set_time_override(
                 timeutils.utcnow() - datetime.timedelta(seconds=ago))
         try:
-            return migration_obj.prepare(self.context, migration_uuid,
-                                         instance, source, dest,
-                                         lease_seconds)
+            pairs = migration_obj.prepare(self.context, migration_uuid,
+                                          instance, source, dest,
+                                          lease_seconds)
         finally:
             timeutils.clear_time_override()
+        if ago:
+            Migration = models.Migration
+            with db_api.get_engine().begin() as conn:
+                lease = conn.execute(sa.select(Migration.lease_expires_at)
+                                     .where(Migration.uuid == migration_uuid)
+                                     ).scalar_one()
+                conn.execute(sa.update(Migration)
+                             .where(Migration.uuid == migration_uuid)
+                             .values(lease_expires_at=lease - datetime
+                                     .timedelta(seconds=ago)))
+        return pairs
