@@ -237,9 +237,8 @@ def _retarget(session, row, dest_host: str, lease_seconds: int,
     to claim that is sent to a host vfpool does not know is dropped, as
     if it had never been prepared.
     """
-    sources = [vf for vf in vf_obj.with_pf(
-        session, VF.id.in_([link.source_vf_id for link in
-                            view.links(session, row.id)]))]
+    sources = vf_obj.with_pf(session, VF.id.in_(
+        [link.source_vf_id for link in view.links(session, row.id)]))
     dest = _host(session, dest_host)
     if dest is None and not sources:
         return _drop(session, row)
@@ -262,10 +261,15 @@ def _retarget(session, row, dest_host: str, lease_seconds: int,
 
 
 def _drop(session, row) -> list[dict]:
-    """The ``drop`` transition: forget a migration with nothing in it."""
+    """The ``drop`` transition: forget a migration with nothing in it.
+
+    Deleted, not moved: a prepare that vfpool would not have recorded
+    (an unknown host) leaves no row, whatever came before it.
+    """
     dropped = session.connection().execute(
         sa.delete(Migration).where(
             Migration.id == row.id, Migration.state == row.state,
+            Migration.state.in_(list(TRANSITIONS['drop'])),
             ~sa.exists().where(MigrationVF.migration_id == row.id))
     ).rowcount
     if not dropped:
@@ -386,9 +390,9 @@ def _reacquire(session, row, found: list, reclaim: bool,
     free VF stands in for each one taken since, and a pair for which none
     is free is left out.
     """
-    source_ids = [link.source_vf_id for link in found]
     if not found:
         return
+    source_ids = [link.source_vf_id for link in found]
     freed = vf_obj.free(session, sa.and_(VF.id.in_(source_ids),
                                          vf_obj.owned_by(row.instance_uuid),
                                          VF.migration_uuid.is_(None)))
@@ -463,7 +467,7 @@ def complete(context, migration_uuid: str, reclaim: bool = False,
 
 # abort, expire
 
-def end(session, row, transition: str, *guards) -> int | None:
+def _end(session, row, transition: str, *guards) -> int | None:
     """``abort`` or ``expire`` a migration in flight: its claims go.
 
     None when the row was no longer as read.
@@ -483,7 +487,7 @@ def abort(context, migration_uuid: str) -> int:
         raise _conflict(row, 'aborted')
     if row.state not in TRANSITIONS['abort']:
         return 0
-    freed = end(session, row, 'abort')
+    freed = _end(session, row, 'abort')
     if freed is None:
         raise _lost_race()
     return freed
@@ -502,7 +506,7 @@ def abort_in_flight(session, instance_uuid: str,
                                    Migration.dest_host_id == host_id))
     freed = 0
     for row in session.execute(query).scalars().all():
-        ended = end(session, row, 'abort')
+        ended = _end(session, row, 'abort')
         if ended is None:
             raise _lost_race()
         freed += ended
@@ -513,7 +517,7 @@ def abort_in_flight(session, instance_uuid: str,
 def _expired_candidates(context, limit: int) -> list[str]:
     return [u for (u,) in context.session.execute(
         sa.select(Migration.uuid).where(
-            Migration.state == IN_PROGRESS,
+            Migration.state.in_(list(TRANSITIONS['expire'])),
             Migration.lease_expires_at < leases.now())
         .order_by(Migration.lease_expires_at).limit(limit)).all()]
 
@@ -526,8 +530,8 @@ def _expire_one(context, migration_uuid: str) -> int | None:
     if row is None or row.state not in TRANSITIONS['expire']:
         return None
     # Renewed, begun, finished or reaped by another server: None.
-    return end(session, row, 'expire',
-               Migration.lease_expires_at < leases.now())
+    return _end(session, row, 'expire',
+                Migration.lease_expires_at < leases.now())
 
 
 def reap_expired(context, limit: int = 1000) -> list[tuple[str, int]]:

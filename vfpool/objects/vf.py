@@ -131,27 +131,19 @@ def free(session, criteria) -> int:
 
 
 def claim(session, request: dict, to_state: str, values: dict,
-          numa_policy: str = 'preferred', exclude: set | None = None,
-          host_id: int | None = None,
-          host_name: str | None = None) -> tuple[int, int, dict] | None:
-    """Win one available VF matching ``request`` on a host.
+          host_id: int, numa_policy: str = 'preferred',
+          exclude: set | None = None) -> tuple[int, int, dict] | None:
+    """Win one available VF matching ``request`` on host ``host_id``.
 
-    The host is given by id, or by name (then a disabled host has no
-    candidates).  Returns the VF's id, its host's id and its allocation
-    as it is after the swap; None when every candidate is taken, so that
-    the caller can tell why (unknown host, disabled host, no VF).
+    Whether the host may give out VFs (known, enabled) is the caller's
+    to check.  Returns the VF's id, its host's id and its allocation as
+    it is after the swap; None when every candidate is taken.
     """
     conn = session.connection()
     exclude = set(exclude or ())
     criteria = [VF.physical_network == request['physical_network'],
-                VF.state == models.AVAILABLE]
+                VF.state == models.AVAILABLE, VF.host_id == host_id]
     query = sa.select(*COLUMNS).join(PF, PF.id == VF.pf_id)
-    if host_id is not None:
-        criteria.append(VF.host_id == host_id)
-    else:
-        query = query.join(models.Host, models.Host.id == VF.host_id)
-        criteria += [models.Host.name == host_name,
-                     models.Host.disabled == sa.false()]
     for key in ('vendor_id', 'product_id'):
         if request.get(key):
             criteria.append(getattr(VF, key) == request[key])
