@@ -16,6 +16,8 @@ API version history:
         sends prepare_migration and allocate at 1.2 whenever it may, so
         that a server too old for those answers refuses rather than
         answering differently.
+* 1.3 - get_capacity (which of many candidate hosts could take a set of
+        VF requests, in one call: for a scheduler filter)
 
 Every method is a ``call``.  Errors arrive as the very classes of
 ``vfpool.exception`` that the server raised.  A client caps what it
@@ -30,7 +32,7 @@ import oslo_messaging as messaging
 
 from vfpool import rpc
 
-RPC_API_VERSION = '1.2'
+RPC_API_VERSION = '1.3'
 
 
 class VersionTooNew(Exception):
@@ -159,6 +161,17 @@ class VfpoolAPI:
             'lease_seconds': lease_seconds}
         return self._call(context, '1.2', 'begin_migration',
                           migration_uuid=migration_uuid, **kwargs)
+
+    # 1.3
+
+    def get_capacity(self, context, hosts: list, requests: list) -> dict:
+        """``{"hosts": {name: bool}}`` for the hosts vfpool knows.
+
+        ``requests`` are allocate's requests without ``mac``, ``vlan`` and
+        ``port_id``, each with an optional ``count`` (default 1).
+        """
+        return self._call(context, '1.3', 'get_capacity', hosts=hosts,
+                          requests=requests)
 
 
 def _ctxt(context) -> dict:

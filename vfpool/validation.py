@@ -189,3 +189,38 @@ def choice(*choices: str) -> Callable[[str, Any], str]:
                            % (', '.join(choices), value))
         return value
     return check
+
+
+# get_capacity (1.3)
+
+#: Most candidate hosts one get_capacity call may name.
+MAX_CAPACITY_HOSTS = 20000
+#: Most requests, and most VFs one request may count.
+MAX_CAPACITY_REQUESTS = 64
+
+_CAPACITY_REQUEST_OPTIONAL = {
+    'count': optional(lambda f, value: _integer(f, value, 1,
+                                                MAX_CAPACITY_REQUESTS)),
+    'vendor_id': optional(hex_id),
+    'product_id': optional(hex_id),
+    'numa_node': optional(numa_node),
+}
+
+
+def _capacity_request(field: str, value: Any) -> dict:
+    request = record(field, value, _REQUEST_REQUIRED,
+                     _CAPACITY_REQUEST_OPTIONAL)
+    if request['count'] is None:
+        request['count'] = 1
+    return request
+
+
+def capacity_requests(field: str, value: Any) -> list[dict]:
+    """What get_capacity asks of each host: allocate's keys plus count."""
+    return items(field, value, _capacity_request,
+                 max_items=MAX_CAPACITY_REQUESTS)
+
+
+def capacity_hosts(field: str, value: Any) -> list[str]:
+    return items(field, value, name, allow_empty=False,
+                 max_items=MAX_CAPACITY_HOSTS)

@@ -18,6 +18,7 @@ from vfpool.db import models
 from vfpool import exception
 from vfpool import notifications
 from vfpool.objects import allocation as allocation_obj
+from vfpool.objects import capacity as capacity_obj
 from vfpool.objects import host as host_obj
 from vfpool.objects import instance as instance_obj
 from vfpool.objects import migration as migration_obj
@@ -25,7 +26,7 @@ from vfpool import validation as v
 
 LOG = logging.getLogger(__name__)
 
-RPC_API_VERSION = '1.2'
+RPC_API_VERSION = '1.3'
 
 
 def endpoint(func):
@@ -203,3 +204,13 @@ class Manager:
         self.notifier.emit(context, 'vfpool.migration.begin', {
             'migration_uuid': migration_uuid, 'lease_expires_at': expiry})
         return expiry
+
+    # 1.3
+
+    @endpoint
+    def get_capacity(self, context, hosts, requests):
+        hosts = v.capacity_hosts('hosts', hosts)
+        requests = v.capacity_requests('requests', requests)
+        return {'hosts': capacity_obj.get_capacity(
+            context, hosts, requests,
+            numa_policy=self.conf.pool.numa_policy)}

@@ -11,6 +11,7 @@ import testscenarios
 
 from vfpool.db import models
 from vfpool.tests import api_cases
+from vfpool.tests import capacity_cases
 from vfpool.tests.functional import base
 
 
@@ -49,8 +50,9 @@ def empty_tables(engine) -> None:
 
 
 class TestApi(testscenarios.WithScenarios, api_cases.ApiBehaviour,
-              api_cases.BadInputBehaviour, testresources.ResourcedTestCase,
-              base.FunctionalTestCase):
+              api_cases.BadInputBehaviour,
+              capacity_cases.CapacityBehaviour,
+              testresources.ResourcedTestCase, base.FunctionalTestCase):
     scenarios = BACKENDS
 
     def setUp(self):

@@ -3,10 +3,12 @@
 import testtools
 
 from vfpool.tests import api_cases
+from vfpool.tests import capacity_cases
 from vfpool.tests import fixtures
 
 
 class TestApi(api_cases.ApiBehaviour, api_cases.BadInputBehaviour,
+              capacity_cases.CapacityBehaviour,
               testtools.TestCase):
     def setUp(self):
         super().setUp()

@@ -21,6 +21,12 @@ class Manager11(manager.Manager):
     target = messaging.Target(version='1.1')
 
 
+class Manager12(manager.Manager):
+    """A server still on RPC 1.2, as during the upgrade to 1.3."""
+
+    target = messaging.Target(version='1.2')
+
+
 class TestVersionCap(testtools.TestCase):
     def setUp(self):
         super().setUp()
@@ -30,8 +36,8 @@ class TestVersionCap(testtools.TestCase):
     def test_uncapped_client_sends_newest_version(self):
         client = self.useFixture(fixtures.FakeRPC(self.conf)).client
         self.assertEqual(rpcapi.RPC_API_VERSION, client.version_cap)
-        self.assertTrue(client.can_send_version('1.2'))
-        self.assertEqual('1.2', client.ping(None)['version'])
+        self.assertTrue(client.can_send_version('1.3'))
+        self.assertEqual('1.3', client.ping(None)['version'])
 
     def test_capped_client_keeps_working_with_old_server(self):
         self.conf.set_override('vfpool', '1.0', group='upgrade_levels')
@@ -107,3 +113,37 @@ class TestVersionCap12(testtools.TestCase):
                           None, inv.new_uuid(), 'src', [inv.request()], 'r')
         self.assertRaises(messaging.UnsupportedVersion,
                           client.begin_migration, None, inv.new_uuid())
+
+
+class TestVersionCap13(testtools.TestCase):
+    """``get_capacity`` (1.3) during the upgrade from 1.2."""
+
+    def setUp(self):
+        super().setUp()
+        self.conf = self.useFixture(fixtures.Conf()).conf
+        self.useFixture(fixtures.Database())
+
+    def old_server(self, cap=None):
+        if cap is not None:
+            self.conf.set_override('vfpool', cap, group='upgrade_levels')
+        rpc = fixtures.FakeRPC(self.conf)
+        rpc.manager_class = Manager12
+        return self.useFixture(rpc).client
+
+    def test_capped_client_keeps_working_with_a_1_2_server(self):
+        client = self.old_server(cap='1.2')
+        self.assertFalse(client.can_send_version('1.3'))
+        self.assertRaises(rpcapi.VersionTooNew, client.get_capacity,
+                          None, ['h1'], [inv.request()])
+        client.report_inventory(None, 'h1', [inv.pf(5, 1)])
+        instance = inv.new_uuid()
+        [alloc] = client.allocate(None, instance, 'h1', [inv.request()],
+                                  'req-1')
+        # Sent at 1.2: the 1.2 server assigned the MAC.
+        self.assertTrue(alloc['mac'])
+        self.assertEqual(1, client.release(None, instance))
+
+    def test_1_2_server_refuses_get_capacity(self):
+        client = self.old_server()
+        self.assertRaises(messaging.UnsupportedVersion, client.get_capacity,
+                          None, ['h1'], [inv.request()])
