@@ -28,8 +28,9 @@ load_tests = testscenarios.load_tests_apply_scenarios
 
 CALLERS = 32
 VFS = 8
-ROUNDS = int(os.environ.get('VFPOOL_RACE_ROUNDS', 200))
-PREPARE_ROUNDS = int(os.environ.get('VFPOOL_RACE_PREPARE_ROUNDS', 50))
+# The sizes .ci/run uses; tox -e functional-races runs 200 and 50.
+ROUNDS = int(os.environ.get('VFPOOL_RACE_ROUNDS', 60))
+PREPARE_ROUNDS = int(os.environ.get('VFPOOL_RACE_PREPARE_ROUNDS', 20))
 # Callers share a few transports, as the compute services of a cloud do.
 TRANSPORTS = 4
 
