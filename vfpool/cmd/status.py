@@ -21,6 +21,7 @@ from vfpool.conf import database as db_conf
 from vfpool.db import api as db_api
 from vfpool.db import migration
 from vfpool.manage import cli
+from vfpool.objects import leases
 from vfpool import rpc
 
 Code = upgradecheck.Code
@@ -95,7 +96,8 @@ class Checks(upgradecheck.UpgradeCommands):
         if skipped:
             return skipped
         grace = 2 * self.conf.pool.reaper_interval
-        before = timeutils.utcnow() - datetime.timedelta(seconds=grace)
+        # By the database's clock, as the servers set and reap leases.
+        before = leases.expiry(-grace)
         with self._db().connect() as conn:
             lapsed = [uuid for (uuid,) in conn.execute(
                 sa.select(_migrations.c.uuid).where(

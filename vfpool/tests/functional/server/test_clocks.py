@@ -6,8 +6,10 @@ neither write leases an hour too long nor reap the other's fresh claims.
 """
 
 import datetime
+import json
 import os
 import re
+import subprocess
 import time
 
 import oslo_messaging as messaging
@@ -116,3 +118,15 @@ class TestSkewedClocks(testscenarios.WithScenarios, base.FunctionalTestCase):
         self.assertEqual(api_cases.migration_row(
             self.stack.engine, migration).lease_expires_at,
             datetime.datetime.fromisoformat(expiry.rstrip('Z')))
+
+    def test_status_reads_lapsed_leases_by_the_database_clock(self):
+        # vfpool-status an hour ahead: by its own clock the fresh lease
+        # lapsed long ago, by the database's it has most of a minute left.
+        self.prepare('server-0', lease_seconds=60)
+        done = subprocess.run(
+            AHEAD + ['vfpool-status', '--config-file', self.stack.config_file,
+                     'upgrade', 'check', '--json'],
+            capture_output=True, text=True, timeout=120)
+        checks = {c['check']: c for c in json.loads(done.stdout)['checks']}
+        self.assertEqual(0, checks['Lapsed leases']['result'],
+                         checks['Lapsed leases']['details'])
