@@ -10,6 +10,9 @@ from typing import Any, Callable
 
 from vfpool import exception
 
+# domain:bus:slot.function; PCI gives a slot (device) 5 bits, 0x00-0x1f,
+# and a function 3 bits, 0-7.  The compute side (compute/vf_xml.py) checks
+# with these same functions.
 _PCI_RE = re.compile(r'^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$')
 _MAC_RE = re.compile(r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$')
 _UUID_RE = re.compile(
@@ -65,8 +68,12 @@ def _integer(field: str, value: Any, low: int, high: int) -> int:
     return value
 
 
+#: A VLAN ID is 12 bits (802.1Q); 0 means priority tagging only.
+MAX_VLAN = 4095
+
+
 def vlan(field: str, value: Any) -> int:
-    return _integer(field, value, 0, 4095)
+    return _integer(field, value, 0, MAX_VLAN)
 
 
 def numa_node(field: str, value: Any) -> int:

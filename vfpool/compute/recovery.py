@@ -41,6 +41,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 import oslo_messaging as messaging
 
+from vfpool.db import models
 from vfpool import exception
 from vfpool import rpcapi
 
@@ -51,9 +52,10 @@ SWAP = 'swap'
 DEGRADE = 'degrade'
 ERROR = 'error'
 
-ATTACHED = 'attached'
-DETACHED = 'detached'
-FAILED = 'failed'
+# The attach states the server records (set_attach_state).
+ATTACHED = models.ATTACHED
+DETACHED = models.DETACHED
+FAILED = models.ATTACH_FAILED
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,10 +18,7 @@ import typing
 from xml.etree import ElementTree as ET
 
 from vfpool import exception
-
-_PCI_RE = re.compile(
-    r'^([0-9a-fA-F]{4}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$')
-_MAC_RE = re.compile(r'^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$')
+from vfpool import validation
 # libvirt accepts user aliases made of "ua-" and [a-zA-Z0-9_-].
 _ALIAS_RE = re.compile(r'^ua-[A-Za-z0-9_-]+$')
 EMULATED_MODELS = ('virtio', 'e1000e')
@@ -37,19 +34,13 @@ class VFXMLBuilder(typing.Protocol):
 
 
 def canonical_pci_address(address: str) -> str:
-    """``dddd:bb:ss.f`` in lower case, or InvalidInput."""
-    match = _PCI_RE.match(address or '')
-    if not match:
-        raise exception.InvalidInput(
-            reason='%r is not a PCI address dddd:bb:ss.f' % (address,))
-    return address.lower()
+    """``dddd:bb:ss.f`` in lower case, or InvalidInput (validation's rule)."""
+    return validation.pci_address('PCI address', address)
 
 
 def canonical_mac(mac: str) -> str:
-    if not _MAC_RE.match(mac or ''):
-        raise exception.InvalidInput(
-            reason='%r is not a MAC address aa:bb:cc:dd:ee:ff' % (mac,))
-    return mac.lower()
+    """``aa:bb:cc:dd:ee:ff`` in lower case, or InvalidInput."""
+    return validation.mac_address('MAC', mac)
 
 
 def _check_alias(alias: str | None, what: str = 'alias') -> None:
@@ -60,10 +51,8 @@ def _check_alias(alias: str | None, what: str = 'alias') -> None:
 
 
 def _check_vlan(vlan: int | None) -> None:
-    if vlan is not None and (isinstance(vlan, bool)
-                             or not isinstance(vlan, int)
-                             or not 0 <= vlan <= 4095):
-        raise exception.InvalidInput(reason='VLAN %r is not 0-4095' % (vlan,))
+    if vlan is not None:
+        validation.vlan('VLAN', vlan)
 
 
 def _tostring(elem: ET.Element) -> str:
@@ -80,8 +69,8 @@ def hostdev_interface_xml(address: str, mac: str, vlan: int | None = None,
     transient half of a QEMU failover pair, so the guest keeps its network
     over the virtio standby while the VF is away during a migration.
     """
-    domain, bus, slot, function = _PCI_RE.match(
-        canonical_pci_address(address)).groups()
+    domain, bus, slot_function = canonical_pci_address(address).split(':')
+    slot, function = slot_function.split('.')
     mac = canonical_mac(mac)
     _check_vlan(vlan)
     _check_alias(alias)

@@ -4,6 +4,13 @@ from oslo_config import cfg
 #: both assign MACs keeps them in one recognisable range.
 DEFAULT_MAC_PREFIX = 'fa:16:3e'
 
+#: ``[pool] numa_policy`` values; the objects layer defaults to the
+#: option's default.
+NUMA_PREFERRED = 'preferred'
+NUMA_REQUIRED = 'required'
+NUMA_IGNORE = 'ignore'
+DEFAULT_NUMA_POLICY = NUMA_PREFERRED
+
 pool_group = cfg.OptGroup(
     'pool', title='VF pool options',
     help='How the server claims VFs and expires leases.')
@@ -30,11 +37,12 @@ pool_opts = [
              'VF on the same physical network matches.'),
     cfg.StrOpt(
         'numa_policy',
-        default='preferred',
-        choices=[('preferred', 'Prefer a VF on the same NUMA node, fall '
-                               'back to any node.'),
-                 ('required', 'Only a VF on the same NUMA node matches.'),
-                 ('ignore', 'NUMA placement plays no role.')],
+        default=DEFAULT_NUMA_POLICY,
+        choices=[(NUMA_PREFERRED, 'Prefer a VF on the same NUMA node, '
+                                  'fall back to any node.'),
+                 (NUMA_REQUIRED, 'Only a VF on the same NUMA node '
+                                 'matches.'),
+                 (NUMA_IGNORE, 'NUMA placement plays no role.')],
         help='How NUMA affinity of the source VF is honoured when '
              'choosing a destination VF.'),
     cfg.StrOpt(

@@ -55,7 +55,7 @@ def _macs(session, host: str, requests: list[dict],
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
 def allocate(context, instance_uuid: str, host: str, requests: list[dict],
-             request_id: str, numa_policy: str = 'preferred',
+             request_id: str, numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY,
              mac_prefix: str = pool_conf.DEFAULT_MAC_PREFIX) -> list[dict]:
     """Claim one VF per request for an instance, all or nothing.
 
@@ -153,7 +153,7 @@ def set_attach_state(context, instance_uuid: str, host: str, address: str,
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
 def replace(context, instance_uuid: str, host: str, address: str,
-            numa_policy: str = 'preferred',
+            numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY,
             match_device_type: bool = True) -> dict:
     """Swap an allocated VF for another equivalent one on the same host.
 

@@ -15,6 +15,7 @@ import typing
 
 import sqlalchemy as sa
 
+from vfpool.conf import pool as pool_conf
 from vfpool.db import api as db_api
 from vfpool.db import models
 
@@ -49,7 +50,7 @@ def matches(bucket: Bucket, request: dict, numa_policy: str) -> bool:
         if request.get(key) and getattr(bucket, key) != request[key]:
             return False
     numa = request.get('numa_node')
-    if numa is not None and numa_policy == 'required':
+    if numa is not None and numa_policy == pool_conf.NUMA_REQUIRED:
         return bucket.numa_node == numa
     return True
 
@@ -98,7 +99,8 @@ def satisfiable(buckets: list[Bucket], requests: list[dict],
 
 @db_api.context_manager.reader
 def get_capacity(context, hosts: list[str], requests: list[dict],
-                 numa_policy: str = 'preferred') -> dict[str, bool]:
+                 numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY
+                 ) -> dict[str, bool]:
     """``{host: can it take all of requests}`` for each known host.
 
     Hosts vfpool does not know are left out; a disabled host is False;

@@ -13,6 +13,7 @@ from oslo_log import log as logging
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
+from vfpool.conf import pool as pool_conf
 from vfpool.db import api as db_api
 from vfpool.db import models
 from vfpool import exception
@@ -303,7 +304,7 @@ def _again(session, row, instance_uuid: str, source_host: str,
 def prepare(context, migration_uuid: str, instance_uuid: str,
             source_host: str, dest_host: str, lease_seconds: int,
             match_device_type: bool = True,
-            numa_policy: str = 'preferred') -> list[dict]:
+            numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY) -> list[dict]:
     """Claim an equivalent destination VF for each source allocation.
 
     All or nothing, and idempotent on ``migration_uuid``; the same uuid
@@ -440,7 +441,7 @@ def _settle(session, row, found: list) -> None:
 @db_api.context_manager.writer
 def complete(context, migration_uuid: str, reclaim: bool = False,
              match_device_type: bool = True,
-             numa_policy: str = 'preferred') -> list[dict]:
+             numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY) -> list[dict]:
     """Make the destination claims the instance's allocations.
 
     One transaction: claims become allocations and the source VFs are

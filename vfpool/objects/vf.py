@@ -10,6 +10,7 @@ re-checks the WHERE clause against the latest committed row.
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
+from vfpool.conf import pool as pool_conf
 from vfpool.db import models
 from vfpool import exception
 from vfpool.objects import host as host_obj
@@ -131,7 +132,7 @@ def free(session, criteria) -> int:
 
 
 def claim(session, request: dict, to_state: str, values: dict,
-          host_id: int, numa_policy: str = 'preferred',
+          host_id: int, numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY,
           exclude: set | None = None) -> tuple[int, int, dict] | None:
     """Win one available VF matching ``request`` on host ``host_id``.
 
@@ -150,9 +151,9 @@ def claim(session, request: dict, to_state: str, values: dict,
     numa = request.get('numa_node')
     order = [VF.id]
     if numa is not None:
-        if numa_policy == 'required':
+        if numa_policy == pool_conf.NUMA_REQUIRED:
             criteria.append(VF.numa_node == numa)
-        elif numa_policy == 'preferred':
+        elif numa_policy == pool_conf.NUMA_PREFERRED:
             order = [sa.case((VF.numa_node == numa, 0), else_=1), VF.id]
     now = timeutils.utcnow()
     while True:

@@ -2,12 +2,19 @@
 
 import uuid
 
+#: VFs at slots 0x10-0x1f, functions 0-7.
+MAX_VFS_PER_PF = 16 * 8
+
 
 def pf(bus: int, vfs: int, physical_network: str = 'physnet1',
        numa_node: int | None = 0, vendor_id: str = '8086',
        pf_product: str = '10c9', vf_product: str = '10ca',
        domain: int = 0) -> dict:
     """One PF at ``dddd:bus:00.0`` with ``vfs`` VFs at ``bus:10.x``…"""
+    if not 0 <= vfs <= MAX_VFS_PER_PF:
+        # Slots 0x10-0x1f, eight functions each: a slot past 0x1f is no
+        # PCI address (validation refuses it).
+        raise ValueError('%d VFs do not fit slots 10-1f' % vfs)
     return {
         'address': '%04x:%02x:00.0' % (domain, bus),
         'netdev': 'ens%d' % bus,

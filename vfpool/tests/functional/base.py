@@ -31,6 +31,17 @@ ADMIN_URLS = {
         'postgresql+psycopg2://openstack_citest:openstack_citest@127.0.0.1/'
         'openstack_citest'),
 }
+#: The databases vfpool runs on; MariaDB and PostgreSQL take several
+#: servers on one database, SQLite only one.
+BACKENDS = tuple(ADMIN_URLS)
+SHARED_BACKENDS = ('mysql', 'postgresql')
+
+
+def backend_scenarios(backends: tuple = BACKENDS) -> list:
+    """testscenarios' ``scenarios``: one per backend, ``backend`` set."""
+    return [(name, {'backend': name}) for name in backends]
+
+
 TRANSPORT_URL = os.environ.get('VFPOOL_TEST_TRANSPORT_URL',
                                'rabbit://guest:guest@127.0.0.1:5672/')
 

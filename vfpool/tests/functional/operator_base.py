@@ -24,25 +24,11 @@ from vfpool.objects import host as host_obj
 from vfpool.objects import migration as migration_obj
 from vfpool.tests.functional import base
 
-BACKENDS = [(name, {'backend': name})
-            for name in ('sqlite', 'mysql', 'postgresql')]
 
 INSTANCE = '6f1c3a52-9d2e-4b7a-8c41-2f0e5d6a7b81'
 INSTANCE_2 = '0a9b8c7d-6e5f-4a3b-9c2d-1e0f9a8b7c6d'
 MIGRATION = 'c2d4e6f8-1a3b-4c5d-8e7f-9a0b1c2d3e4f'
 STRANGER = 'deadbeef-0000-4000-8000-00000000beef'
-
-
-def pf(bus: int, vfs: int, physical_network: str = 'physnet1') -> dict:
-    """A PF at ``0000:bus:00.0`` with VFs at ``0000:bus:10.0`` on."""
-    return {
-        'address': '0000:%02x:00.0' % bus, 'netdev': 'ens%d' % bus,
-        'vendor_id': '8086', 'product_id': '10c9', 'numa_node': 0,
-        'physical_network': physical_network,
-        'vfs': [{'address': '0000:%02x:10.%d' % (bus, i), 'vf_index': i,
-                 'vendor_id': '8086', 'product_id': '10ca',
-                 'numa_node': None, 'netdev': None} for i in range(vfs)],
-    }
 
 
 class TtyInput(io.StringIO):
@@ -54,7 +40,7 @@ class TtyInput(io.StringIO):
 
 class OperatorTestCase(testscenarios.WithScenarios,
                        base.FunctionalTestCase):
-    scenarios = BACKENDS
+    scenarios = base.backend_scenarios()
     sync = True
 
     def setUp(self):

@@ -20,6 +20,7 @@ from vfpool.objects import migration as migration_obj
 from vfpool.objects import migration_view
 from vfpool.tests import api_cases
 from vfpool.tests.functional import operator_base as ob
+from vfpool.tests import inventory as inv
 
 INSTANCE_3 = '3c3c3c3c-3c3c-4c3c-8c3c-3c3c3c3c3c3c'
 MIGRATION_2 = '4d4d4d4d-4d4d-4d4d-8d4d-4d4d4d4d4d4d'
@@ -78,8 +79,8 @@ class ManageTestCase(ob.OperatorTestCase):
         INSTANCE holds host-a's 0000:05:10.0 and is migrating to host-b,
         where MIGRATION claims 0000:81:10.0.
         """
-        self.report('host-a', ob.pf(0x05, 4), ob.pf(0x06, 2, 'physnet2'))
-        self.report('host-b', ob.pf(0x81, 4))
+        self.report('host-a', inv.pf(0x05, 4), inv.pf(0x06, 2, 'physnet2'))
+        self.report('host-b', inv.pf(0x81, 4))
         self.allocate(ob.INSTANCE, 'host-a')
         self.prepare(ob.MIGRATION, ob.INSTANCE, 'host-a', 'host-b')
 
@@ -335,7 +336,7 @@ class TestMigration(ManageTestCase):
                           for p in first['vfs']])
         found = self.manage_json('migration', 'list', '--state', 'aborted')
         self.assertEqual([ob.STRANGER], [m['uuid'] for m in found])
-        self.report('host-c', ob.pf(0x07, 1))
+        self.report('host-c', inv.pf(0x07, 1))
         self.assertEqual([], self.manage_json('migration', 'list', '--host',
                                               'host-c'))
         rc, out, _err = self.manage('migration', 'list')
@@ -566,8 +567,8 @@ class TestAudit(ManageTestCase):
 
     def setUp(self):
         super().setUp()
-        self.report('host-a', ob.pf(0x05, 4))
-        self.report('host-b', ob.pf(0x81, 4))
+        self.report('host-a', inv.pf(0x05, 4))
+        self.report('host-b', inv.pf(0x81, 4))
         self.allocate(ob.INSTANCE, 'host-a')             # 05:10.0
         self.allocate(ob.INSTANCE_2, 'host-a')           # 05:10.1
         self.allocate(INSTANCE_3, 'host-b')              # 81:10.0
@@ -741,7 +742,7 @@ class TestConsoleScript(ManageTestCase):
             os.close(slave)
 
     def test_json_and_exit_codes(self):
-        self.report('host-a', ob.pf(0x05, 2))
+        self.report('host-a', inv.pf(0x05, 2))
         done = self.run_script('vf', 'list', '--format', 'json')
         self.assertEqual(0, done.returncode, done.stderr)
         self.assertEqual(['0000:05:10.0', '0000:05:10.1'],
@@ -754,7 +755,7 @@ class TestConsoleScript(ManageTestCase):
         self.assertIn('stdin is not a terminal', done.stderr)
 
     def test_confirmation_on_a_terminal(self):
-        self.report('host-a', ob.pf(0x05, 2))
+        self.report('host-a', inv.pf(0x05, 2))
         done = self.run_script('vf', 'reserve', 'host-a', '0000:05:10.0',
                                answer='no\n')
         self.assertEqual(2, done.returncode, done.stderr)

@@ -15,6 +15,7 @@ from vfpool.objects import migration as migration_obj
 from vfpool.tests.functional import base
 from vfpool.tests.functional.cluster import backends
 from vfpool.tests.functional import operator_base as ob
+from vfpool.tests import inventory as inv
 
 SUCCESS, WARNING, FAILURE = 0, 1, 2
 SCHEMA = 'Database schema'
@@ -83,8 +84,8 @@ class TestLeases(StatusTestCase):
 
     def setUp(self):
         super().setUp()
-        self.report('host-a', ob.pf(0x05, 2))
-        self.report('host-b', ob.pf(0x81, 2), ago=1)
+        self.report('host-a', inv.pf(0x05, 2))
+        self.report('host-b', inv.pf(0x81, 2), ago=1)
         self.allocate(ob.INSTANCE, 'host-a')
         self.allocate(ob.INSTANCE_2, 'host-a')
 
@@ -120,16 +121,16 @@ class TestHosts(StatusTestCase):
         self.assertIn('No host', details)
 
     def test_reporting_hosts(self):
-        self.report('host-a', ob.pf(0x05, 1))
+        self.report('host-a', inv.pf(0x05, 1))
         results = self.check()
         self.assertEqual((SUCCESS, '1 host(s), all enabled and reporting.'),
                          results[HOSTS])
         self.assertEqual(SUCCESS, results[SQLITE][0])
 
     def test_disabled_and_silent_hosts_warn(self):
-        self.report('host-a', ob.pf(0x05, 1))
-        self.report('host-b', ob.pf(0x81, 1), ago=3600)
-        self.report('host-c', ob.pf(0x07, 1))
+        self.report('host-a', inv.pf(0x05, 1))
+        self.report('host-b', inv.pf(0x81, 1), ago=3600)
+        self.report('host-c', inv.pf(0x07, 1))
         host_obj.set_disabled(self.context, 'host-c', True, 'new PSU')
         result, details = self.check()[HOSTS]
         self.assertEqual(WARNING, result)
@@ -139,9 +140,9 @@ class TestHosts(StatusTestCase):
         self.assertNotIn('host-a', details)
 
     def test_sqlite_with_several_reporting_hosts(self):
-        self.report('host-a', ob.pf(0x05, 1))
-        self.report('host-b', ob.pf(0x81, 1))
-        self.report('host-old', ob.pf(0x07, 1), ago=3600)
+        self.report('host-a', inv.pf(0x05, 1))
+        self.report('host-b', inv.pf(0x81, 1))
+        self.report('host-old', inv.pf(0x07, 1), ago=3600)
         results = self.check()
         result, details = results[SQLITE]
         if self.backend == 'sqlite':
@@ -154,7 +155,7 @@ class TestHosts(StatusTestCase):
                               % self.backend), (result, details))
 
     def test_table_output(self):
-        self.report('host-a', ob.pf(0x05, 1), ago=3600)
+        self.report('host-a', inv.pf(0x05, 1), ago=3600)
         code, out, _err = self.run_main(status.main, ['upgrade', 'check'])
         self.assertEqual(WARNING, code)
         self.assertIn('Check: Hosts', out)
@@ -165,7 +166,7 @@ class TestHosts(StatusTestCase):
 class TestConsoleScript(StatusTestCase):
 
     def test_installed_script(self):
-        self.report('host-a', ob.pf(0x05, 1))
+        self.report('host-a', inv.pf(0x05, 1))
         done = subprocess.run(
             ['vfpool-status', '--config-file', self.config_file, 'upgrade',
              'check', '--json'], capture_output=True, text=True, timeout=120)

@@ -3,7 +3,47 @@
 import testtools
 
 from vfpool import exception
+from vfpool.tests import inventory as inv
 from vfpool import validation as v
+
+#: The edges of the PCI address, MAC and VLAN rules, each (good, bad):
+#: the server (validation) and the compute side (compute/vf_xml) are
+#: held to the same table.
+PCI_EDGES = (
+    ['0000:00:00.0', '0000:05:1f.7', 'ffff:ff:1f.7', '0000:AF:1F.7'],
+    ['0000:05:20.0', '0000:05:ff.0', '0000:05:1f.8', '0000:05:10',
+     '00000:05:10.0', '0000:5:10.0', '0000:05:10.1x', '', None, 5])
+MAC_EDGES = (
+    ['00:00:00:00:00:00', 'ff:ff:ff:ff:ff:ff', 'FA:16:3E:0A:0B:0C'],
+    ['fa-16-3e-00-00-01', 'fa:16:3e:00:00', 'fa:16:3e:00:00:01:02',
+     'fa:16:3e:00:00:0g', "52:54:00:12:34:5'", '', None])
+VLAN_EDGES = ([0, 1, v.MAX_VLAN],
+              [v.MAX_VLAN + 1, -1, True, False, '42', 4.0])
+
+
+class TestEdges(testtools.TestCase):
+    def test_pci_address_edges(self):
+        good, bad = PCI_EDGES
+        for value in good:
+            self.assertEqual(value.lower(), v.pci_address('a', value))
+        for value in bad:
+            self.assertRaises(exception.InvalidInput, v.pci_address, 'a',
+                              value)
+
+    def test_mac_edges(self):
+        good, bad = MAC_EDGES
+        for value in good:
+            self.assertEqual(value.lower(), v.mac_address('m', value))
+        for value in bad:
+            self.assertRaises(exception.InvalidInput, v.mac_address, 'm',
+                              value)
+
+    def test_vlan_edges(self):
+        good, bad = VLAN_EDGES
+        for value in good:
+            self.assertEqual(value, v.vlan('vlan', value))
+        for value in bad:
+            self.assertRaises(exception.InvalidInput, v.vlan, 'vlan', value)
 
 
 class TestCanonicalForms(testtools.TestCase):
@@ -50,10 +90,8 @@ class TestCanonicalForms(testtools.TestCase):
         self.assertIn('lacks required fields: a', str(e))
 
     def test_inventory_rejects_duplicates(self):
-        vf = {'address': '0000:05:10.0', 'vf_index': 0, 'vendor_id': '8086',
-              'product_id': '10ca'}
-        pf = {'address': '0000:05:00.0', 'vendor_id': '8086',
-              'product_id': '10c9', 'physical_network': 'p', 'vfs': [vf]}
+        pf = inv.pf(5, 1)
+        vf = pf['vfs'][0]
         self.assertEqual(1, len(v.inventory('pfs', [pf])))
         self.assertRaises(exception.InvalidInput, v.inventory, 'pfs',
                           [pf, pf])
@@ -68,3 +106,10 @@ class TestCanonicalForms(testtools.TestCase):
         again = type(e)(*e.args, **e.kwargs)
         self.assertEqual(str(e), str(again))
         self.assertIn('already has migration m', str(again))
+
+
+class TestInventoryBuilder(testtools.TestCase):
+    def test_largest_pf_is_valid_and_one_more_is_refused(self):
+        pfs = v.inventory('pfs', [inv.pf(5, inv.MAX_VFS_PER_PF)])
+        self.assertEqual('0000:05:1f.7', pfs[0]['vfs'][-1]['address'])
+        self.assertRaises(ValueError, inv.pf, 5, inv.MAX_VFS_PER_PF + 1)

@@ -14,15 +14,13 @@ from vfpool.tests.functional import base
 # on a worker of its own (see tools/functional-workers.yaml).
 load_tests = testscenarios.load_tests_apply_scenarios
 
-BACKENDS = [(b, {'backend': b}) for b in ('sqlite', 'mysql', 'postgresql')]
-
 
 class TestModelsMigrationsSync(testscenarios.WithScenarios,
                                test_migrations.ModelsMigrationsSync,
                                base.FunctionalTestCase):
     """alembic's head and the SQLAlchemy models describe one schema."""
 
-    scenarios = BACKENDS
+    scenarios = base.backend_scenarios()
 
     def setUp(self):
         super().setUp()
@@ -45,7 +43,7 @@ class TestModelsMigrationsSync(testscenarios.WithScenarios,
 
 
 class TestUpgrade(testscenarios.WithScenarios, base.FunctionalTestCase):
-    scenarios = BACKENDS
+    scenarios = base.backend_scenarios()
 
     def test_upgrade_from_empty_to_head(self):
         url = self.useFixture(base.ScratchDatabase(self.backend)).url

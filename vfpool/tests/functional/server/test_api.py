@@ -39,8 +39,8 @@ def load_tests(loader, tests, pattern):
         testscenarios.load_tests_apply_scenarios(loader, tests, pattern))
 
 
-BACKENDS = [(name, {'backend': name, 'resources': [('stack', _Stack(name))]})
-            for name in ('sqlite', 'mysql', 'postgresql')]
+SCENARIOS = [(name, {'backend': name, 'resources': [('stack', _Stack(name))]})
+             for name in base.BACKENDS]
 
 
 def empty_tables(engine) -> None:
@@ -53,7 +53,7 @@ class TestApi(testscenarios.WithScenarios, api_cases.ApiBehaviour,
               api_cases.BadInputBehaviour,
               capacity_cases.CapacityBehaviour,
               testresources.ResourcedTestCase, base.FunctionalTestCase):
-    scenarios = BACKENDS
+    scenarios = SCENARIOS
 
     def setUp(self):
         super().setUp()

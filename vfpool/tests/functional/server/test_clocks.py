@@ -46,7 +46,7 @@ _LOG_TIME = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)')
 
 
 class TestSkewedClocks(testscenarios.WithScenarios, base.FunctionalTestCase):
-    scenarios = [(b, {'backend': b}) for b in ('mysql', 'postgresql')]
+    scenarios = base.backend_scenarios(base.SHARED_BACKENDS)
 
     def setUp(self):
         super().setUp()

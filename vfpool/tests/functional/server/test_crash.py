@@ -33,7 +33,7 @@ REAPER_INTERVAL = 1
 
 class TestServerKilled(testscenarios.WithScenarios,
                        base.FunctionalTestCase):
-    scenarios = [(b, {'backend': b}) for b in ('mysql', 'postgresql')]
+    scenarios = base.backend_scenarios(base.SHARED_BACKENDS)
 
     def setUp(self):
         super().setUp()

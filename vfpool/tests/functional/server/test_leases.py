@@ -19,8 +19,7 @@ SLACK = 2.0
 
 
 class TestLeases(testscenarios.WithScenarios, base.FunctionalTestCase):
-    scenarios = [(b, {'backend': b}) for b in ('sqlite', 'mysql',
-                                               'postgresql')]
+    scenarios = base.backend_scenarios()
 
     def setUp(self):
         super().setUp()

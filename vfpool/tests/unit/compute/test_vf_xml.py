@@ -7,6 +7,7 @@ import testtools
 
 from vfpool.compute import vf_xml
 from vfpool import exception
+from vfpool.tests.unit import test_validation
 
 DOMAIN_XML = """<domain type='qemu' id='3'>
   <name>guest1</name>
@@ -116,6 +117,22 @@ class TestHostdevInterfaceXML(testtools.TestCase):
             for builder in (vf_xml.hostdev_interface_xml,
                             vf_xml.emulated_interface_xml):
                 self.assertRaises(exception.InvalidInput, builder, **kwargs)
+
+    def test_same_edges_as_the_server(self):
+        # A slot is 0x00-0x1f: the server refuses 0000:05:20.0, so the
+        # compute side must not build XML for it either.
+        good = dict(address='0000:81:10.3', mac='52:54:00:12:34:56')
+        edges = {'address': test_validation.PCI_EDGES,
+                 'mac': test_validation.MAC_EDGES,
+                 'vlan': test_validation.VLAN_EDGES}
+        for key, (accepted, refused) in edges.items():
+            for builder in (vf_xml.hostdev_interface_xml,
+                            vf_xml.emulated_interface_xml):
+                for value in accepted:
+                    builder(**dict(good, **{key: value}))
+                for value in refused:
+                    self.assertRaises(exception.InvalidInput, builder,
+                                      **dict(good, **{key: value}))
 
 
 class TestEmulatedInterfaceXML(testtools.TestCase):
