@@ -29,6 +29,7 @@ from oslo_config import cfg
 from vfpool.db import models
 from vfpool.manage import cli
 from vfpool.manage import domains
+from vfpool import notifications
 from vfpool.objects import admin
 from vfpool.objects import host as host_obj
 from vfpool.objects import migration as migration_obj
@@ -127,8 +128,8 @@ def _expire_lapsed(conf, context, problems: list[dict]) -> None:
     reaped = migration_obj.reap_expired(context)
     notifier = cli.notifier(conf)
     for migration_uuid, freed in reaped:
-        notifier.emit(context, 'vfpool.migration.expire',
-                      {'migration_uuid': migration_uuid, 'freed': freed})
+        notifier.emit(context, notifications.MIGRATION_EXPIRE,
+                      migration_uuid=migration_uuid, freed=freed)
     done = {migration_uuid for migration_uuid, _freed in reaped}
     for problem in problems:
         uuid = problem['migration_uuid']

@@ -3,6 +3,7 @@
 from oslo_config import cfg
 
 from vfpool.manage import cli
+from vfpool import notifications
 from vfpool.objects import admin
 from vfpool.objects import allocation as allocation_obj
 from vfpool.objects import instance as instance_obj
@@ -60,8 +61,8 @@ def release_instance(conf: cfg.ConfigOpts) -> int:
             '%s %s' % (vf['host'], vf['address']) for vf in vfs))])
     result['freed'] = allocation_obj.release(context, instance_uuid, host)
     if result['freed']:
-        cli.notifier(conf).emit(context, 'vfpool.allocation.release',
-                                result)
+        cli.notifier(conf).emit(context, notifications.ALLOCATION_RELEASE,
+                                **result)
     cli.show(conf, result, 'Freed %d VF(s).' % result['freed'])
     return cli.EXIT_OK
 

@@ -10,6 +10,7 @@ from oslo_config import cfg
 
 from vfpool.db import models
 from vfpool.manage import cli
+from vfpool import notifications
 from vfpool.objects import migration as migration_obj
 from vfpool.objects import migration_view
 from vfpool import validation as v
@@ -79,7 +80,7 @@ def abort_migration(conf: cfg.ConfigOpts) -> int:
         % (migration_uuid, _where(migration), len(migration['vfs']))]
         + _moving_warning(migration, 'source_host'))
     result['freed'] = migration_obj.abort(context, migration_uuid)
-    cli.notifier(conf).emit(context, 'vfpool.migration.abort', result)
+    cli.notifier(conf).emit(context, notifications.MIGRATION_ABORT, **result)
     cli.show(conf, result, 'Freed %d claim(s).' % result['freed'])
     return cli.EXIT_OK
 
@@ -111,8 +112,8 @@ def complete_migration(conf: cfg.ConfigOpts) -> int:
                                          reclaim=reclaim)
     result = {'migration_uuid': migration_uuid, 'allocations': allocations}
     if migration['state'] != models.COMPLETED:
-        cli.notifier(conf).emit(context, 'vfpool.migration.complete',
-                                result)
+        cli.notifier(conf).emit(context, notifications.MIGRATION_COMPLETE,
+                                **result)
     cli.show(conf, result, cli.table(
         ['Destination VF', 'MAC', 'VLAN'],
         [[a['address'], a['mac'], a['vlan']] for a in allocations]))

@@ -89,9 +89,9 @@ class Manager:
             context, instance_uuid, host, requests, request_id,
             numa_policy=self.conf.pool.numa_policy,
             mac_prefix=self.conf.pool.mac_prefix.lower())
-        self.notifier.emit(context, 'vfpool.allocation.create', {
-            'instance_uuid': instance_uuid, 'host': host,
-            'request_id': request_id, 'allocations': result})
+        self.notifier.emit(context, notifications.ALLOCATION_CREATE,
+                           instance_uuid=instance_uuid, host=host,
+                           request_id=request_id, allocations=result)
         return result
 
     @endpoint
@@ -100,9 +100,9 @@ class Manager:
         host = v.optional(v.name)('host', host)
         freed = allocation_obj.release(context, instance_uuid, host)
         if freed:
-            self.notifier.emit(context, 'vfpool.allocation.release', {
-                'instance_uuid': instance_uuid, 'host': host,
-                'freed': freed})
+            self.notifier.emit(context, notifications.ALLOCATION_RELEASE,
+                               instance_uuid=instance_uuid, host=host,
+                               freed=freed)
         return freed
 
     @endpoint
@@ -121,10 +121,11 @@ class Manager:
             context, migration_uuid, instance_uuid, source_host, dest_host,
             lease, match_device_type=self.conf.pool.match_device_type,
             numa_policy=self.conf.pool.numa_policy)
-        self.notifier.emit(context, 'vfpool.migration.claim', {
-            'migration_uuid': migration_uuid, 'instance_uuid': instance_uuid,
-            'source_host': source_host, 'dest_host': dest_host,
-            'vfs': pairs})
+        self.notifier.emit(context, notifications.MIGRATION_CLAIM,
+                           migration_uuid=migration_uuid,
+                           instance_uuid=instance_uuid,
+                           source_host=source_host, dest_host=dest_host,
+                           vfs=pairs)
         return pairs
 
     @endpoint
@@ -141,16 +142,16 @@ class Manager:
             context, migration_uuid, reclaim=reclaim,
             match_device_type=self.conf.pool.match_device_type,
             numa_policy=self.conf.pool.numa_policy)
-        self.notifier.emit(context, 'vfpool.migration.complete', {
-            'migration_uuid': migration_uuid, 'allocations': result})
+        self.notifier.emit(context, notifications.MIGRATION_COMPLETE,
+                           migration_uuid=migration_uuid, allocations=result)
         return result
 
     @endpoint
     def abort_migration(self, context, migration_uuid):
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
         freed = migration_obj.abort(context, migration_uuid)
-        self.notifier.emit(context, 'vfpool.migration.abort', {
-            'migration_uuid': migration_uuid, 'freed': freed})
+        self.notifier.emit(context, notifications.MIGRATION_ABORT,
+                           migration_uuid=migration_uuid, freed=freed)
         return freed
 
     @endpoint
@@ -189,9 +190,9 @@ class Manager:
         result = allocation_obj.set_attach_state(
             context, instance_uuid, host, address, attach_state)
         if attach_state != models.ATTACHED:
-            self.notifier.emit(context, 'vfpool.allocation.reattach_failed',
-                               dict(result, instance_uuid=instance_uuid,
-                                    host=host), error=True)
+            self.notifier.emit(
+                context, notifications.ALLOCATION_REATTACH_FAILED,
+                **dict(result, instance_uuid=instance_uuid, host=host))
         return result
 
     # 1.2
@@ -201,8 +202,9 @@ class Manager:
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
         expiry = migration_obj.begin(context, migration_uuid,
                                      self._lease(lease_seconds))
-        self.notifier.emit(context, 'vfpool.migration.begin', {
-            'migration_uuid': migration_uuid, 'lease_expires_at': expiry})
+        self.notifier.emit(context, notifications.MIGRATION_BEGIN,
+                           migration_uuid=migration_uuid,
+                           lease_expires_at=expiry)
         return expiry
 
     # 1.3

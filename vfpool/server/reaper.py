@@ -22,6 +22,6 @@ class LeaseReaper:
             LOG.exception('Lease reaper pass failed; next pass retries')
             return 0
         for migration_uuid, freed in reaped:
-            self.notifier.emit(context, 'vfpool.migration.expire', {
-                'migration_uuid': migration_uuid, 'freed': freed})
+            self.notifier.emit(context, notifications.MIGRATION_EXPIRE,
+                               migration_uuid=migration_uuid, freed=freed)
         return len(reaped)
