@@ -48,7 +48,7 @@ fi
 tools/build-tiny-guest.sh .tiny-guest
 
 step "tox"
-$PYTHON -m tox -e pep8,py3,genconfig,docs,releasenotes
+$PYTHON -m tox -e pep8,py3,mypy,genconfig,docs,releasenotes
 # The functional tests include the short set of cluster fault tests
 # (vfpool/tests/functional/cluster); tox -e functional-ha runs them at
 # full size.  Their figures are printed whether or not they pass.

@@ -18,6 +18,11 @@ print that message as their one-line error.
 import importlib
 import sys
 import types
+import typing
+
+if typing.TYPE_CHECKING:
+    # What the name below resolves to at run time, for the type checker.
+    import libvirt  # noqa: F401
 
 #: The setup.cfg extra that brings libvirt-python.
 EXTRA = 'libvirt'

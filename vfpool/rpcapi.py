@@ -31,6 +31,7 @@ from oslo_config import cfg
 import oslo_messaging as messaging
 
 from vfpool import rpc
+from vfpool import rpc_types
 
 RPC_API_VERSION = '1.3'
 
@@ -76,12 +77,14 @@ class VfpoolAPI:
 
     # 1.0
 
-    def report_inventory(self, context, host: str, pfs: list) -> dict:
+    def report_inventory(self, context, host: str,
+                         pfs: list) -> rpc_types.InventoryCounts:
         return self._call(context, '1.0', 'report_inventory', host=host,
                           pfs=pfs)
 
     def allocate(self, context, instance_uuid: str, host: str,
-                 requests: list, request_id: str) -> list:
+                 requests: list,
+                 request_id: str) -> list[rpc_types.Allocation]:
         return self._call(context, self._newest('1.2', '1.0'), 'allocate',
                           instance_uuid=instance_uuid, host=host,
                           requests=requests, request_id=request_id)
@@ -95,7 +98,8 @@ class VfpoolAPI:
     def prepare_migration(self, context, migration_uuid: str,
                           instance_uuid: str, source_host: str,
                           dest_host: str,
-                          lease_seconds: int | None = None) -> list:
+                          lease_seconds: int | None = None,
+                          ) -> list[rpc_types.MigrationPair]:
         kwargs = {} if lease_seconds is None else {
             'lease_seconds': lease_seconds}
         return self._call(context, self._newest('1.2', '1.0'),
@@ -112,7 +116,8 @@ class VfpoolAPI:
                           migration_uuid=migration_uuid, **kwargs)
 
     def complete_migration(self, context, migration_uuid: str,
-                           reclaim: bool = False) -> list:
+                           reclaim: bool = False,
+                           ) -> list[rpc_types.Allocation]:
         """``reclaim`` (1.2): after a lapsed lease, settle what can be had.
 
         Without it a migration whose destination VFs were taken since its
@@ -128,7 +133,8 @@ class VfpoolAPI:
         return self._call(context, '1.0', 'abort_migration',
                           migration_uuid=migration_uuid)
 
-    def get_instance(self, context, instance_uuid: str) -> dict:
+    def get_instance(self, context,
+                     instance_uuid: str) -> rpc_types.Instance:
         return self._call(context, '1.0', 'get_instance',
                           instance_uuid=instance_uuid)
 
@@ -137,17 +143,18 @@ class VfpoolAPI:
 
     # 1.1
 
-    def ping(self, context) -> dict:
+    def ping(self, context) -> rpc_types.Ping:
         return self._call(context, '1.1', 'ping')
 
     def replace_allocation(self, context, instance_uuid: str, host: str,
-                           address: str) -> dict:
+                           address: str) -> rpc_types.Allocation:
         return self._call(context, '1.1', 'replace_allocation',
                           instance_uuid=instance_uuid, host=host,
                           address=address)
 
     def set_attach_state(self, context, instance_uuid: str, host: str,
-                         address: str, attach_state: str) -> dict:
+                         address: str, attach_state: str,
+                         ) -> rpc_types.AttachStateAllocation:
         return self._call(context, '1.1', 'set_attach_state',
                           instance_uuid=instance_uuid, host=host,
                           address=address, attach_state=attach_state)
@@ -164,7 +171,8 @@ class VfpoolAPI:
 
     # 1.3
 
-    def get_capacity(self, context, hosts: list, requests: list) -> dict:
+    def get_capacity(self, context, hosts: list,
+                     requests: list) -> rpc_types.Capacity:
         """``{"hosts": {name: bool}}`` for the hosts vfpool knows.
 
         ``requests`` are allocate's requests without ``mac``, ``vlan`` and

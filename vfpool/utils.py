@@ -1,6 +1,17 @@
 """Small helpers shared by the server and its clients."""
 
 import datetime
+import typing
+
+
+@typing.overload
+def isotime(value: datetime.datetime) -> str:
+    ...
+
+
+@typing.overload
+def isotime(value: None) -> None:
+    ...
 
 
 def isotime(value: datetime.datetime | None) -> str | None:

@@ -64,7 +64,7 @@ def _read_devices(conn, log: Logger) -> tuple[list, list]:
 
 
 def _index_by_address(pcis: list, log: Logger) -> dict:
-    by_address = {}
+    by_address: dict[str, typing.Any] = {}
     for pci in pcis:
         other = by_address.setdefault(pci.address, pci)
         if other is not pci:

@@ -140,9 +140,10 @@ def _pci_id(cap: ElementTree.Element, tag: str) -> tuple[str, str | None]:
 
 def _numa_node(cap: ElementTree.Element) -> int | None:
     elem = cap.find('numa')
-    if elem is None or elem.get('node') is None:
+    raw = elem.get('node') if elem is not None else None
+    if raw is None:
         return None
-    raw = elem.get('node').strip()
+    raw = raw.strip()
     if raw == '-1':
         # What sysfs reports on hosts without NUMA information.
         return None
@@ -166,7 +167,7 @@ def _parse_pci(root: ElementTree.Element, name: str, parent: str | None,
     product_id, product_name = _pci_id(cap, 'product')
 
     vf_caps = _sub_capabilities(cap, 'virt_functions')
-    vf_addresses = []
+    vf_addresses: list[str] = []
     max_vfs = None
     for vf_cap in vf_caps:
         if vf_cap.get('maxCount') is not None:

@@ -36,6 +36,7 @@ from vfpool import context as vfpool_context
 from vfpool import exception
 from vfpool.libvirt_import import libvirt
 from vfpool import rpc
+from vfpool import rpc_types
 from vfpool import rpcapi
 
 LOG = logging.getLogger(__name__)
@@ -133,13 +134,13 @@ class Reporter:
             raise
         return pfs
 
-    def report(self) -> dict:
+    def report(self) -> rpc_types.InventoryCounts:
         """Discover and report once; the server's counts.  Errors raise."""
         pfs = self.discover()
         # A new request id per round, also in this thread's log lines.
         context = vfpool_context.RequestContext(is_admin=True)
         counts = self.api.report_inventory(context, self.conf.host, pfs)
-        per_network = collections.Counter()
+        per_network: collections.Counter[str] = collections.Counter()
         for pf in pfs:
             per_network[pf['physical_network']] += len(pf['vfs'])
         self.log.info(
@@ -229,7 +230,7 @@ class AgentService(service.Service):
         self.conf = conf
         self.specs = device_spec.parse_specs(conf.agent.device_spec)
         self.transport = None
-        self.reporter = None
+        self.reporter: Reporter | None = None
 
     def start(self):
         super().start()
@@ -242,8 +243,8 @@ class AgentService(service.Service):
         api = rpcapi.VfpoolAPI(self.conf, transport=self.transport,
                                retry=SEND_RETRIES,
                                timeout=report_timeout(self.conf))
-        self.reporter = Reporter(self.conf, self.specs, api)
-        self.tg.add_dynamic_timer_args(self.reporter.run_once,
+        self.reporter = reporter = Reporter(self.conf, self.specs, api)
+        self.tg.add_dynamic_timer_args(reporter.run_once,
                                        stop_on_exception=False)
         LOG.info('vfpool-agent %s reporting every %d s from %s with %d '
                  'device specs', self.conf.host,

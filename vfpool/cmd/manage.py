@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         config.parse_args(sys.argv[1:] if argv is None else argv,
                           conf=conf, setup_logging=False)
     except SystemExit as e:     # argparse: --help (0) or a usage error (2)
-        return e.code or 0
+        return int(e.code or 0)
     except cfg.Error as e:
         return _fail(str(e), cli.EXIT_USAGE)
     try:

@@ -9,6 +9,7 @@ against the previous release's schema.
 
 import datetime
 import sys
+import typing
 
 from oslo_config import cfg
 import oslo_messaging as messaging
@@ -56,7 +57,7 @@ class Checks(upgradecheck.UpgradeCommands):
     def __init__(self, conf: cfg.ConfigOpts):
         super().__init__()
         self.conf = conf
-        self._engine = None
+        self._engine: sa.engine.Engine | None = None
 
     def _db(self) -> sa.engine.Engine:
         if self._engine is None:
@@ -184,7 +185,7 @@ class Checks(upgradecheck.UpgradeCommands):
                 "SHOW GLOBAL VARIABLES LIKE 'wsrep_on'")).first()
             if on is None or on[1].upper() != 'ON':
                 return None
-            status = dict(conn.execute(sa.text(
+            status: dict[str, typing.Any] = dict(conn.execute(sa.text(
                 "SHOW GLOBAL STATUS WHERE variable_name IN "
                 "('wsrep_cluster_size', 'wsrep_cluster_status')")).all())
             # The session's: what oslo.db set on vfpool's connections.
@@ -192,7 +193,7 @@ class Checks(upgradecheck.UpgradeCommands):
                 'SELECT @@SESSION.wsrep_sync_wait')).scalar()
         return {'size': int(status.get('wsrep_cluster_size', 0)),
                 'status': status.get('wsrep_cluster_status'),
-                'sync_wait': int(sync_wait)}
+                'sync_wait': int(sync_wait or 0)}
 
     def _check_galera(self) -> Result:
         """On Galera, reads must see what other nodes committed."""

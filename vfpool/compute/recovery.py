@@ -259,8 +259,8 @@ class ReattachPolicy:
         """
         for attempt in range(1, self.rpc_attempts + 1):
             try:
-                return self.client.replace_allocation(
-                    context, instance_uuid, host, old['address'])
+                return dict(self.client.replace_allocation(
+                    context, instance_uuid, host, old['address']))
             except (messaging.MessagingTimeout,
                     exception.AllocationNotFound) as exc:
                 done = self._replaced(context, instance_uuid, host, old)
@@ -271,6 +271,7 @@ class ReattachPolicy:
                     raise
                 LOG.warning('replace_allocation timed out and did not '
                             'happen; asking again')
+        raise AssertionError('rpc_attempts must be at least 1')
 
     def _replaced(self, context, instance_uuid: str, host: str,
                   old: dict) -> dict | None:

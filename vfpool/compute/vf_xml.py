@@ -172,10 +172,10 @@ def _interface_info(iface: ET.Element) -> InterfaceInfo:
     teaming = iface.find('teaming')
     vlan = None
     if tag is not None and tag.get('id', '').isdigit():
-        vlan = int(tag.get('id'))
+        vlan = int(tag.get('id', ''))
     return InterfaceInfo(
         type=iface.get('type', ''),
-        mac=mac.get('address').lower() if mac is not None
+        mac=mac.get('address', '').lower() if mac is not None
         and mac.get('address') else None,
         alias=alias.get('name') if alias is not None else None,
         model=model.get('type') if model is not None else None,
@@ -225,7 +225,8 @@ def device_aliases(domain_xml: str | ET.Element) -> set[str]:
     devices = root.find('devices')
     if devices is None:
         return set()
-    return {a.get('name') for a in devices.iter('alias') if a.get('name')}
+    return {a.get('name', '') for a in devices.iter('alias')
+            if a.get('name')}
 
 
 def has_device_alias(domain_xml: str | ET.Element, alias: str) -> bool:

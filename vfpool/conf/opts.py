@@ -15,7 +15,7 @@ _MODULES = (default, pool, agent, libvirt, migration, notifications,
 
 
 def list_opts():
-    grouped = collections.OrderedDict()
+    grouped: collections.OrderedDict = collections.OrderedDict()
     for module in _MODULES:
         for group, opts in module.list_opts().items():
             grouped.setdefault(group, []).extend(opts)

@@ -35,6 +35,6 @@ def version(engine: sqlalchemy.engine.Engine | None = None) -> str | None:
             connection).get_current_revision()
 
 
-def head() -> str:
+def head() -> str | None:
     return alembic_script.ScriptDirectory.from_config(
         _alembic_config()).get_current_head()

@@ -1,5 +1,7 @@
 """SQLAlchemy models of the inventory; alembic migrations own the schema."""
 
+import datetime
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy import orm
@@ -40,8 +42,10 @@ class Base(orm.DeclarativeBase):
 
 
 class TimestampMixin:
-    created_at = sa.Column(DateTime, nullable=False)
-    updated_at = sa.Column(DateTime, nullable=True)
+    created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(
+        DateTime, nullable=False)
+    updated_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        DateTime, nullable=True)
 
 
 class Host(TimestampMixin, Base):
@@ -51,11 +55,15 @@ class Host(TimestampMixin, Base):
         {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
     )
 
-    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
-    name = sa.Column(sa.String(255), nullable=False)
-    disabled = sa.Column(sa.Boolean, nullable=False, default=False)
-    disabled_reason = sa.Column(sa.String(255), nullable=True)
-    last_report_at = sa.Column(DateTime, nullable=True)
+    id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, primary_key=True, autoincrement=True)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
+    disabled: orm.Mapped[bool] = orm.mapped_column(
+        sa.Boolean, nullable=False, default=False)
+    disabled_reason: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(255), nullable=True)
+    last_report_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        DateTime, nullable=True)
 
 
 class PhysicalFunction(TimestampMixin, Base):
@@ -66,15 +74,21 @@ class PhysicalFunction(TimestampMixin, Base):
         {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
     )
 
-    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
-    host_id = sa.Column(sa.Integer, sa.ForeignKey('hosts.id'),
-                        nullable=False)
-    address = sa.Column(sa.String(12), nullable=False)
-    netdev = sa.Column(sa.String(255), nullable=True)
-    vendor_id = sa.Column(sa.String(4), nullable=False)
-    product_id = sa.Column(sa.String(4), nullable=False)
-    numa_node = sa.Column(sa.Integer, nullable=True)
-    physical_network = sa.Column(sa.String(255), nullable=False)
+    id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, primary_key=True, autoincrement=True)
+    host_id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, sa.ForeignKey('hosts.id'), nullable=False)
+    address: orm.Mapped[str] = orm.mapped_column(sa.String(12), nullable=False)
+    netdev: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(255), nullable=True)
+    vendor_id: orm.Mapped[str] = orm.mapped_column(
+        sa.String(4), nullable=False)
+    product_id: orm.Mapped[str] = orm.mapped_column(
+        sa.String(4), nullable=False)
+    numa_node: orm.Mapped[int | None] = orm.mapped_column(
+        sa.Integer, nullable=True)
+    physical_network: orm.Mapped[str] = orm.mapped_column(
+        sa.String(255), nullable=False)
 
 
 class VirtualFunction(TimestampMixin, Base):
@@ -101,28 +115,45 @@ class VirtualFunction(TimestampMixin, Base):
         {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
     )
 
-    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
-    host_id = sa.Column(sa.Integer, sa.ForeignKey('hosts.id'),
-                        nullable=False)
-    pf_id = sa.Column(sa.Integer, sa.ForeignKey('pfs.id'), nullable=False)
-    address = sa.Column(sa.String(12), nullable=False)
-    vf_index = sa.Column(sa.Integer, nullable=False)
-    vendor_id = sa.Column(sa.String(4), nullable=False)
-    product_id = sa.Column(sa.String(4), nullable=False)
-    numa_node = sa.Column(sa.Integer, nullable=True)
-    netdev = sa.Column(sa.String(255), nullable=True)
-    physical_network = sa.Column(sa.String(255), nullable=False)
-    state = sa.Column(sa.String(16), nullable=False, default=AVAILABLE)
-    prior_state = sa.Column(sa.String(16), nullable=True)
-    generation = sa.Column(sa.Integer, nullable=False, default=0)
-    instance_uuid = sa.Column(sa.String(36), nullable=True)
-    request_id = sa.Column(sa.String(255), nullable=True)
-    migration_uuid = sa.Column(sa.String(36), nullable=True)
-    mac = sa.Column(sa.String(17), nullable=True)
-    vlan = sa.Column(sa.Integer, nullable=True)
-    port_id = sa.Column(sa.String(255), nullable=True)
-    attach_state = sa.Column(sa.String(16), nullable=True)
-    reserved_reason = sa.Column(sa.String(255), nullable=True)
+    id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, primary_key=True, autoincrement=True)
+    host_id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, sa.ForeignKey('hosts.id'), nullable=False)
+    pf_id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, sa.ForeignKey('pfs.id'), nullable=False)
+    address: orm.Mapped[str] = orm.mapped_column(sa.String(12), nullable=False)
+    vf_index: orm.Mapped[int] = orm.mapped_column(sa.Integer, nullable=False)
+    vendor_id: orm.Mapped[str] = orm.mapped_column(
+        sa.String(4), nullable=False)
+    product_id: orm.Mapped[str] = orm.mapped_column(
+        sa.String(4), nullable=False)
+    numa_node: orm.Mapped[int | None] = orm.mapped_column(
+        sa.Integer, nullable=True)
+    netdev: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(255), nullable=True)
+    physical_network: orm.Mapped[str] = orm.mapped_column(
+        sa.String(255), nullable=False)
+    state: orm.Mapped[str] = orm.mapped_column(
+        sa.String(16), nullable=False, default=AVAILABLE)
+    prior_state: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(16), nullable=True)
+    generation: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, nullable=False, default=0)
+    instance_uuid: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(36), nullable=True)
+    request_id: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(255), nullable=True)
+    migration_uuid: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(36), nullable=True)
+    mac: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(17), nullable=True)
+    vlan: orm.Mapped[int | None] = orm.mapped_column(sa.Integer, nullable=True)
+    port_id: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(255), nullable=True)
+    attach_state: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(16), nullable=True)
+    reserved_reason: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(255), nullable=True)
 
 
 class AllocationRequest(Base):
@@ -136,13 +167,17 @@ class AllocationRequest(Base):
         {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
     )
 
-    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
-    request_id = sa.Column(sa.String(255), nullable=False)
-    instance_uuid = sa.Column(sa.String(36), nullable=False)
-    host_id = sa.Column(sa.Integer, sa.ForeignKey('hosts.id'),
-                        nullable=False)
-    digest = sa.Column(sa.String(64), nullable=False)
-    created_at = sa.Column(DateTime, nullable=False)
+    id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, primary_key=True, autoincrement=True)
+    request_id: orm.Mapped[str] = orm.mapped_column(
+        sa.String(255), nullable=False)
+    instance_uuid: orm.Mapped[str] = orm.mapped_column(
+        sa.String(36), nullable=False)
+    host_id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, sa.ForeignKey('hosts.id'), nullable=False)
+    digest: orm.Mapped[str] = orm.mapped_column(sa.String(64), nullable=False)
+    created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(
+        DateTime, nullable=False)
 
 
 class Migration(TimestampMixin, Base):
@@ -164,16 +199,21 @@ class Migration(TimestampMixin, Base):
         {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
     )
 
-    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
-    uuid = sa.Column(sa.String(36), nullable=False)
-    instance_uuid = sa.Column(sa.String(36), nullable=False)
-    source_host_id = sa.Column(sa.Integer, sa.ForeignKey('hosts.id'),
-                               nullable=False)
-    dest_host_id = sa.Column(sa.Integer, sa.ForeignKey('hosts.id'),
-                             nullable=False)
-    state = sa.Column(sa.String(16), nullable=False, default=IN_PROGRESS)
-    lease_expires_at = sa.Column(DateTime, nullable=False)
-    in_flight_instance_uuid = sa.Column(sa.String(36), nullable=True)
+    id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, primary_key=True, autoincrement=True)
+    uuid: orm.Mapped[str] = orm.mapped_column(sa.String(36), nullable=False)
+    instance_uuid: orm.Mapped[str] = orm.mapped_column(
+        sa.String(36), nullable=False)
+    source_host_id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, sa.ForeignKey('hosts.id'), nullable=False)
+    dest_host_id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, sa.ForeignKey('hosts.id'), nullable=False)
+    state: orm.Mapped[str] = orm.mapped_column(
+        sa.String(16), nullable=False, default=IN_PROGRESS)
+    lease_expires_at: orm.Mapped[datetime.datetime] = orm.mapped_column(
+        DateTime, nullable=False)
+    in_flight_instance_uuid: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(36), nullable=True)
 
 
 class MigrationVF(Base):
@@ -189,14 +229,18 @@ class MigrationVF(Base):
         {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
     )
 
-    id = sa.Column(sa.Integer, primary_key=True, autoincrement=True)
-    migration_id = sa.Column(sa.Integer, sa.ForeignKey('migrations.id'),
-                             nullable=False)
-    source_vf_id = sa.Column(sa.Integer, sa.ForeignKey('vfs.id'),
-                             nullable=False)
-    dest_vf_id = sa.Column(sa.Integer, sa.ForeignKey('vfs.id'),
-                           nullable=False)
-    mac = sa.Column(sa.String(17), nullable=True)
-    vlan = sa.Column(sa.Integer, nullable=True)
-    port_id = sa.Column(sa.String(255), nullable=True)
-    request_id = sa.Column(sa.String(255), nullable=True)
+    id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, primary_key=True, autoincrement=True)
+    migration_id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, sa.ForeignKey('migrations.id'), nullable=False)
+    source_vf_id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, sa.ForeignKey('vfs.id'), nullable=False)
+    dest_vf_id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, sa.ForeignKey('vfs.id'), nullable=False)
+    mac: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(17), nullable=True)
+    vlan: orm.Mapped[int | None] = orm.mapped_column(sa.Integer, nullable=True)
+    port_id: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(255), nullable=True)
+    request_id: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(255), nullable=True)

@@ -50,7 +50,8 @@ def _usage_error(parser: argparse.ArgumentParser, message: str):
 
 def one_line_errors(parser: argparse.ArgumentParser) -> None:
     """Make a usage error one line on stderr (and exit 2), not a page."""
-    parser.error = lambda message: _usage_error(parser, message)
+    parser.error = (  # type: ignore[method-assign]
+        lambda message: _usage_error(parser, message))
 
 
 class Parser(argparse.ArgumentParser):

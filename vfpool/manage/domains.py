@@ -29,7 +29,7 @@ def pci_sources(domain_xml: str) -> set[str]:
             if address.get('type', 'pci') != 'pci':
                 continue
             try:
-                parts = [int(address.get(f), 0) for f in _FIELDS]
+                parts = [int(address.get(f, ''), 0) for f in _FIELDS]
             except (TypeError, ValueError):
                 continue
             found.add('%04x:%02x:%02x.%x' % tuple(parts))

@@ -6,6 +6,8 @@ a server (a claim, a report, the reaper) either wins cleanly or changes
 nothing and says so.
 """
 
+import typing
+
 import sqlalchemy as sa
 
 from vfpool.db import api as db_api
@@ -70,8 +72,8 @@ def _rows(session, *criteria, lapsed: bool = False) -> list:
     With ``lapsed``, each also says whether the lease lapsed, by the
     database's clock (:mod:`vfpool.objects.leases`).
     """
-    columns = [VF, PF.address, Host.name, Migration.state,
-               Migration.lease_expires_at]
+    columns: list[typing.Any] = [VF, PF.address, Host.name,
+                                 Migration.state, Migration.lease_expires_at]
     if lapsed:
         columns.append(Migration.lease_expires_at < leases.now())
     query = (sa.select(*columns)
@@ -92,7 +94,7 @@ def list_vfs(context, host: str | None = None,
              instance_uuid: str | None = None) -> list[dict]:
     """Every VF matching all the given filters, by host and address."""
     session = context.session
-    criteria = []
+    criteria: list[typing.Any] = []
     if host is not None:
         criteria.append(VF.host_id == host_obj.get_by_name(session, host).id)
     if physical_network is not None:

@@ -34,7 +34,7 @@ class Bucket(typing.NamedTuple):
     vendor_id: str
     product_id: str
     numa_node: int | None
-    count: int
+    count: int  # type: ignore[assignment]  # (shadows tuple.count)
 
 
 def matches(bucket: Bucket, request: dict, numa_policy: str) -> bool:
@@ -70,7 +70,8 @@ def satisfiable(buckets: list[Bucket], requests: list[dict],
               if matches(b, r, numa_policy)] for r in requests]
     left = [b.count for b in buckets]
     # flow[i][j]: VFs of bucket j given to request i.
-    flow = [collections.Counter() for _ in requests]
+    flow: list[collections.Counter[int]] = [
+        collections.Counter() for _ in requests]
 
     def augment(i: int, seen: set) -> bool:
         for j in edges[i]:

@@ -39,7 +39,7 @@ EXPIRED = models.EXPIRED
 #: transition -> {state it may leave: state it enters}; ``None`` is "no
 #: migration yet" and ``DROPPED`` "no migration any more".
 DROPPED = 'dropped'
-TRANSITIONS = {
+TRANSITIONS: dict[str, dict[str | None, str]] = {
     'prepare': {None: IN_PROGRESS},
     'retarget': {IN_PROGRESS: IN_PROGRESS},
     'drop': {IN_PROGRESS: DROPPED},
@@ -220,6 +220,7 @@ def _prepare_new(session, migration_uuid: str, instance_uuid: str,
     if sources and dest.disabled:
         raise exception.HostDisabled(host=dest_host)
     _refuse_second(session, instance_uuid)
+    assert source is not None   # sources come from it
     migration_id = _insert(session, migration_uuid, instance_uuid,
                            source.id, dest.id, lease_seconds)
     if not sources:

@@ -7,6 +7,8 @@ PostgreSQL alike, with any number of servers, because the database
 re-checks the WHERE clause against the latest committed row.
 """
 
+import typing
+
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
@@ -122,8 +124,9 @@ def transition(session, criteria, to_state: str, **values) -> int:
     ).rowcount
 
 
-FREE_VALUES = dict(instance_uuid=None, request_id=None, migration_uuid=None,
-                   mac=None, vlan=None, port_id=None, attach_state=None)
+FREE_VALUES: dict[str, None] = dict(
+    instance_uuid=None, request_id=None, migration_uuid=None, mac=None,
+    vlan=None, port_id=None, attach_state=None)
 
 
 def free(session, criteria) -> int:
@@ -149,7 +152,7 @@ def claim(session, request: dict, to_state: str, values: dict,
         if request.get(key):
             criteria.append(getattr(VF, key) == request[key])
     numa = request.get('numa_node')
-    order = [VF.id]
+    order: list[typing.Any] = [VF.id]
     if numa is not None:
         if numa_policy == pool_conf.NUMA_REQUIRED:
             criteria.append(VF.numa_node == numa)

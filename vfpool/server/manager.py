@@ -22,6 +22,7 @@ from vfpool.objects import capacity as capacity_obj
 from vfpool.objects import host as host_obj
 from vfpool.objects import instance as instance_obj
 from vfpool.objects import migration as migration_obj
+from vfpool import rpc_types
 from vfpool import validation as v
 
 LOG = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ class Manager:
     # 1.0
 
     @endpoint
-    def report_inventory(self, context, host, pfs):
+    def report_inventory(self, context, host, pfs,
+                         ) -> rpc_types.InventoryCounts:
         host = v.name('host', host)
         pfs = v.inventory('pfs', pfs)
         counts = host_obj.report_inventory(context, host, pfs)
@@ -80,7 +82,8 @@ class Manager:
         return counts
 
     @endpoint
-    def allocate(self, context, instance_uuid, host, requests, request_id):
+    def allocate(self, context, instance_uuid, host, requests, request_id,
+                 ) -> list[rpc_types.Allocation]:
         instance_uuid = v.uuid('instance_uuid', instance_uuid)
         host = v.name('host', host)
         requests = v.requests('requests', requests)
@@ -95,7 +98,7 @@ class Manager:
         return result
 
     @endpoint
-    def release(self, context, instance_uuid, host=None):
+    def release(self, context, instance_uuid, host=None) -> int:
         instance_uuid = v.uuid('instance_uuid', instance_uuid)
         host = v.optional(v.name)('host', host)
         freed = allocation_obj.release(context, instance_uuid, host)
@@ -107,7 +110,8 @@ class Manager:
 
     @endpoint
     def prepare_migration(self, context, migration_uuid, instance_uuid,
-                          source_host, dest_host, lease_seconds=None):
+                          source_host, dest_host, lease_seconds=None,
+                          ) -> list[rpc_types.MigrationPair]:
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
         instance_uuid = v.uuid('instance_uuid', instance_uuid)
         source_host = v.name('source_host', source_host)
@@ -129,13 +133,15 @@ class Manager:
         return pairs
 
     @endpoint
-    def renew_migration(self, context, migration_uuid, lease_seconds=None):
+    def renew_migration(self, context, migration_uuid, lease_seconds=None,
+                        ) -> str:
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
         return migration_obj.renew(context, migration_uuid,
                                    self._lease(lease_seconds))
 
     @endpoint
-    def complete_migration(self, context, migration_uuid, reclaim=False):
+    def complete_migration(self, context, migration_uuid, reclaim=False,
+                           ) -> list[rpc_types.Allocation]:
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
         reclaim = v.boolean('reclaim', reclaim)
         result = migration_obj.complete(
@@ -147,7 +153,7 @@ class Manager:
         return result
 
     @endpoint
-    def abort_migration(self, context, migration_uuid):
+    def abort_migration(self, context, migration_uuid) -> int:
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
         freed = migration_obj.abort(context, migration_uuid)
         self.notifier.emit(context, notifications.MIGRATION_ABORT,
@@ -155,22 +161,23 @@ class Manager:
         return freed
 
     @endpoint
-    def get_instance(self, context, instance_uuid):
+    def get_instance(self, context, instance_uuid) -> rpc_types.Instance:
         instance_uuid = v.uuid('instance_uuid', instance_uuid)
         return instance_obj.get_instance(context, instance_uuid)
 
     @endpoint
-    def get_host(self, context, host):
+    def get_host(self, context, host) -> dict:
         return host_obj.get_host(context, v.name('host', host))
 
     # 1.1
 
     @endpoint
-    def ping(self, context):
+    def ping(self, context) -> rpc_types.Ping:
         return {'host': self.conf.host, 'version': RPC_API_VERSION}
 
     @endpoint
-    def replace_allocation(self, context, instance_uuid, host, address):
+    def replace_allocation(self, context, instance_uuid, host, address,
+                           ) -> rpc_types.Allocation:
         instance_uuid = v.uuid('instance_uuid', instance_uuid)
         host = v.name('host', host)
         address = v.pci_address('address', address)
@@ -181,7 +188,7 @@ class Manager:
 
     @endpoint
     def set_attach_state(self, context, instance_uuid, host, address,
-                         attach_state):
+                         attach_state) -> rpc_types.AttachStateAllocation:
         instance_uuid = v.uuid('instance_uuid', instance_uuid)
         host = v.name('host', host)
         address = v.pci_address('address', address)
@@ -198,7 +205,8 @@ class Manager:
     # 1.2
 
     @endpoint
-    def begin_migration(self, context, migration_uuid, lease_seconds=None):
+    def begin_migration(self, context, migration_uuid, lease_seconds=None,
+                        ) -> str:
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
         expiry = migration_obj.begin(context, migration_uuid,
                                      self._lease(lease_seconds))
@@ -210,7 +218,7 @@ class Manager:
     # 1.3
 
     @endpoint
-    def get_capacity(self, context, hosts, requests):
+    def get_capacity(self, context, hosts, requests) -> rpc_types.Capacity:
         hosts = v.capacity_hosts('hosts', hosts)
         requests = v.capacity_requests('requests', requests)
         return {'hosts': capacity_obj.get_capacity(

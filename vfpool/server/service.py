@@ -1,5 +1,7 @@
 """vfpool-server as an oslo.service service (threading backend)."""
 
+import typing
+
 from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_service import service
@@ -23,8 +25,9 @@ class RPCService(service.Service):
     def __init__(self, conf: cfg.ConfigOpts):
         super().__init__()
         self.conf = conf
-        self.rpcserver = None
-        self.transport = None
+        # oslo.messaging's server and transport, once started.
+        self.rpcserver: typing.Any = None
+        self.transport: typing.Any = None
 
     def start(self):
         super().start()

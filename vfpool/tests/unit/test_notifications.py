@@ -41,18 +41,22 @@ def read_guide(path: str = GUIDE) -> tuple[dict, list, dict]:
     envelope = json.loads(block.split('\n\n', 2)[1])
     paragraph = text.split('An *allocation* below is', 1)[1].split('\n\n')[0]
     allocation = _fields(paragraph)
-    events, current = {}, None
+    headers: dict[str, tuple[str, bool]] = {}
+    bodies: dict[str, str] = {}
+    current = None
     for line in text.splitlines():
         match = _EVENT.match(line)
         if match:
             current = match.group(1)
-            events[current] = [match.group(2), 'ERROR' in match.group(3), '']
+            headers[current] = (match.group(2), 'ERROR' in match.group(3))
+            bodies[current] = ''
         elif current and line.startswith('   '):
-            events[current][2] += ' ' + line.strip()
+            bodies[current] += ' ' + line.strip()
         elif line.strip():
             current = None
     result = {}
-    for event, (payload, error, body) in events.items():
+    for event, (payload, error) in headers.items():
+        body = bodies[event]
         data = body.split('Data:', 1)[1]
         fields = (allocation if data.strip().startswith('the allocation')
                   else []) + _fields(data)

@@ -5,6 +5,8 @@ Revises:
 Create Date: 2026-11-25
 """
 
+import typing
+
 from alembic import op
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -15,7 +17,8 @@ branch_labels = None
 depends_on = None
 
 DateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mysql')
-_TABLE_ARGS = {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'}
+_TABLE_ARGS: dict[str, typing.Any] = {'mysql_engine': 'InnoDB',
+                                      'mysql_charset': 'utf8mb4'}
 
 
 def upgrade():
