@@ -83,6 +83,20 @@ class ScratchDatabase(fixtures.Fixture):
         self.addCleanup(drop)
 
 
+def delete_queues(names: list[str], url: str = TRANSPORT_URL) -> None:
+    """Delete RabbitMQ queues, missing ones too.
+
+    The queues of an RPC topic outlive the servers that declared them
+    (only reply and fanout queues expire): without this every test
+    would leave its own behind on the virtual host.
+    """
+    import kombu
+    with kombu.Connection(url.replace('rabbit://', 'amqp://', 1)) as conn:
+        channel = conn.channel()
+        for name in names:
+            channel.queue_delete(name)
+
+
 def write_config(path: str, sections: dict) -> str:
     with open(path, 'w') as f:
         for section, values in sections.items():
@@ -203,6 +217,11 @@ class ServiceStack(fixtures.Fixture):
             sections.setdefault(group or 'DEFAULT', {})[name] = value
         self.config_file = write_config(
             os.path.join(self.workdir, 'vfpool.conf'), sections)
+        # Runs once the servers below have stopped.
+        topic = sections['DEFAULT']['rpc_topic']
+        self.queues = [topic] + ['%s.server-%d' % (topic, i)
+                                 for i in range(self.servers)]
+        self.addCleanup(delete_queues, self.queues)
 
         # The test process talks to the same DB to seed and inspect it.
         self.addCleanup(db_api.use_connection(self.database.url))

@@ -1,0 +1,30 @@
+"""A test's RPC queues go with it, so tests leave nothing on RabbitMQ."""
+
+import amqp.exceptions
+import kombu
+
+from vfpool.tests.functional import base
+
+
+def exists(queue: str) -> bool:
+    url = base.TRANSPORT_URL.replace('rabbit://', 'amqp://', 1)
+    with kombu.Connection(url) as conn:
+        try:
+            conn.channel().queue_declare(queue, passive=True)
+        except amqp.exceptions.NotFound:
+            return False
+        return True
+
+
+class TestQueues(base.FunctionalTestCase):
+
+    def test_a_stack_deletes_its_topic_queues_at_cleanup(self):
+        stack = base.ServiceStack('sqlite', servers=2)
+        stack.setUp()
+        try:
+            declared = [q for q in stack.queues if exists(q)]
+        finally:
+            stack.cleanUp()
+        self.assertEqual([stack.topic, stack.topic + '.server-0',
+                          stack.topic + '.server-1'], declared)
+        self.assertEqual([], [q for q in stack.queues if exists(q)])
