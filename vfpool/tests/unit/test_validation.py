@@ -22,28 +22,15 @@ VLAN_EDGES = ([0, 1, v.MAX_VLAN],
 
 
 class TestEdges(testtools.TestCase):
-    def test_pci_address_edges(self):
-        good, bad = PCI_EDGES
-        for value in good:
-            self.assertEqual(value.lower(), v.pci_address('a', value))
-        for value in bad:
-            self.assertRaises(exception.InvalidInput, v.pci_address, 'a',
-                              value)
-
-    def test_mac_edges(self):
-        good, bad = MAC_EDGES
-        for value in good:
-            self.assertEqual(value.lower(), v.mac_address('m', value))
-        for value in bad:
-            self.assertRaises(exception.InvalidInput, v.mac_address, 'm',
-                              value)
-
-    def test_vlan_edges(self):
-        good, bad = VLAN_EDGES
-        for value in good:
-            self.assertEqual(value, v.vlan('vlan', value))
-        for value in bad:
-            self.assertRaises(exception.InvalidInput, v.vlan, 'vlan', value)
+    def test_pci_address_mac_and_vlan_edges(self):
+        for check, (good, bad) in ((v.pci_address, PCI_EDGES),
+                                   (v.mac_address, MAC_EDGES),
+                                   (v.vlan, VLAN_EDGES)):
+            for value in good:
+                canonical = value.lower() if isinstance(value, str) else value
+                self.assertEqual(canonical, check('f', value))
+            for value in bad:
+                self.assertRaises(exception.InvalidInput, check, 'f', value)
 
 
 class TestCanonicalForms(testtools.TestCase):
