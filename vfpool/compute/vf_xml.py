@@ -35,12 +35,12 @@ class VFXMLBuilder(typing.Protocol):
 
 def canonical_pci_address(address: str) -> str:
     """``dddd:bb:ss.f`` in lower case, or InvalidInput (validation's rule)."""
-    return validation.pci_address('PCI address', address)
+    return validation.pci_address('address', address)
 
 
 def canonical_mac(mac: str) -> str:
     """``aa:bb:cc:dd:ee:ff`` in lower case, or InvalidInput."""
-    return validation.mac_address('MAC', mac)
+    return validation.mac_address('mac', mac)
 
 
 def _check_alias(alias: str | None, what: str = 'alias') -> None:
@@ -52,7 +52,7 @@ def _check_alias(alias: str | None, what: str = 'alias') -> None:
 
 def _check_vlan(vlan: int | None) -> None:
     if vlan is not None:
-        validation.vlan('VLAN', vlan)
+        validation.vlan('vlan', vlan)
 
 
 def _tostring(elem: ET.Element) -> str:
