@@ -8,6 +8,8 @@ from oslo_messaging import opts as messaging_opts
 
 #: Modules whose exceptions a client may rebuild from a server's reply.
 ALLOWED_EXMODS = ['vfpool.exception']
+#: vfpool's ``[DEFAULT] control_exchange`` unless a file sets one.
+CONTROL_EXCHANGE = 'vfpool'
 
 
 def list_opts() -> list:
@@ -30,15 +32,22 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     ConfigOpts then fails with ``NoSuchOptError``.  Registering them all
     here closes that gap and lets callers override ``transport_url``
     before a transport exists.
+
+    ``control_exchange`` defaults to ``vfpool`` on ``conf`` only, when
+    this call registers it there.  oslo.messaging's
+    ``set_transport_defaults`` would change the default of the one option
+    object every ConfigOpts of the process shares: inside nova-compute,
+    Nova's own exchange (``nova``) would follow.
     """
-    messaging.set_transport_defaults(control_exchange='vfpool')
     groups = list(messaging_opts.list_opts()) + list_opts()
     for group, opts in groups:
         for opt in opts:
             try:
-                conf.register_opt(opt, group=group)
+                added = conf.register_opt(opt, group=group)
             except cfg.DuplicateOptError:
-                pass
+                continue
+            if added and group is None and opt.name == 'control_exchange':
+                conf.set_default('control_exchange', CONTROL_EXCHANGE)
 
 
 def get_transport(conf: cfg.ConfigOpts) -> messaging.Transport:

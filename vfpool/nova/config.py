@@ -13,19 +13,12 @@ device_spec`` (which VFs vfpool manages here).
 This module does not import Nova, so that it can be tested without it.
 """
 
-import contextlib
-import typing
-
 from oslo_config import cfg
-import oslo_messaging as messaging
-from oslo_messaging import opts as messaging_opts
 
 from vfpool import conf as vfpool_conf
 from vfpool import config
-from vfpool import rpcapi
 
 DEFAULT_CONFIG_FILE = '/etc/vfpool/vfpool.conf'
-VFPOOL_EXCHANGE = 'vfpool'
 
 nova_group = cfg.OptGroup(
     'vfpool', title='vfpool compute driver',
@@ -60,32 +53,6 @@ def list_opts() -> list:
     return [(nova_group, nova_opts)]
 
 
-def _control_exchange_default() -> str | None:
-    for group, opts in messaging_opts.list_opts():
-        for opt in opts:
-            if group is None and opt.name == 'control_exchange':
-                return opt.default
-    return None
-
-
-@contextlib.contextmanager
-def transport_defaults_kept() -> typing.Iterator[None]:
-    """Undo what vfpool does to oslo.messaging's process-wide defaults.
-
-    ``vfpool.rpc.register_opts`` (run by every vfpool transport) calls
-    ``messaging.set_transport_defaults(control_exchange='vfpool')``, which
-    changes the default of the one ``control_exchange`` option object that
-    Nova's ``CONF`` shares: a nova-compute without an explicit
-    ``control_exchange`` would then talk to ``vfpool`` instead of
-    ``nova`` on its next transport.
-    """
-    before = _control_exchange_default()
-    try:
-        yield
-    finally:
-        messaging.set_transport_defaults(control_exchange=before)
-
-
 def load(path: str) -> cfg.ConfigOpts:
     """Parse the vfpool configuration file ``path`` for the driver.
 
@@ -94,17 +61,13 @@ def load(path: str) -> cfg.ConfigOpts:
     """
     conf = vfpool_conf.new_conf()
     try:
-        with transport_defaults_kept():
-            config.parse_args(['--config-file', path], conf=conf,
-                              default_config_files=[], setup_logging=False)
+        config.parse_args(['--config-file', path], conf=conf,
+                          default_config_files=[], setup_logging=False)
     except (cfg.ConfigFilesNotFoundError, cfg.ConfigFileParseError,
             cfg.Error) as exc:
         raise ConfigError('cannot read the vfpool configuration file %s '
                           '([vfpool] config_file in nova.conf): %s'
                           % (path, exc))
-    # vfpool's exchange for this ConfigOpts only, whatever the global
-    # default is after transport_defaults_kept() restored it.
-    conf.set_default('control_exchange', VFPOOL_EXCHANGE)
     return conf
 
 
@@ -126,9 +89,3 @@ def check_host(conf: cfg.ConfigOpts, nova_host: str) -> None:
             'VFs of this host under the name Nova uses for it'
             % (conf.config_file[-1] if conf.config_file else '?',
                conf.host, nova_host))
-
-
-def make_client(conf: cfg.ConfigOpts) -> rpcapi.VfpoolAPI:
-    """A vfpool RPC client that leaves Nova's messaging defaults alone."""
-    with transport_defaults_kept():
-        return rpcapi.VfpoolAPI(conf)

@@ -124,8 +124,7 @@ class VfpoolLibvirtDriver(libvirt_driver.LibvirtDriver):
         # Nova's Host runs libvirt's event loop; never start a second one.
         events.use_host_event_loop()
         self._vfpool = vf_plugin.VFMigrationPlugin(
-            conf, host, client=vf_config.make_client(conf),
-            connection=lambda: self._host.get_connection(),
+            conf, host, connection=lambda: self._host.get_connection(),
             registry=self._vfpool_events)
         LOG.info('vfpool: this host is %s; vfpool-server topic %s, RPC '
                  'version cap %s, reattach_failure_policy %s', host,

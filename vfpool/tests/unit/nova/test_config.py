@@ -8,6 +8,7 @@ from oslo_messaging import transport
 import testtools
 
 from vfpool.nova import config as vf_config
+from vfpool import rpcapi
 from vfpool.tests.functional import base as vf_base
 
 
@@ -53,7 +54,7 @@ class TestLoad(testtools.TestCase):
         transport.set_transport_defaults(control_exchange='nova')
         path = self.write({'DEFAULT': {'transport_url': 'fake://'}})
         conf = vf_config.load(path)
-        client = vf_config.make_client(conf)
+        client = rpcapi.VfpoolAPI(conf)
         self.addCleanup(client.transport.cleanup)
         self.assertEqual('nova', _exchange_default())
         self.assertEqual('vfpool', conf.control_exchange)
