@@ -19,3 +19,13 @@ def isotime(value: datetime.datetime | None) -> str | None:
     if value is None:
         return None
     return value.replace(tzinfo=None).isoformat() + 'Z'
+
+
+def reclaim_request_id(migration_uuid: str) -> str:
+    """The request id of VFs claimed anew for an expired migration.
+
+    The server's ``complete(reclaim=True)`` and the compute plugin's
+    fallback for servers older than RPC 1.2 use the same one, so that
+    either answers a retry of the other the same way.
+    """
+    return 'reclaim-%s' % migration_uuid

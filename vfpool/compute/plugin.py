@@ -54,6 +54,7 @@ from vfpool.compute import vf_xml
 from vfpool import exception
 from vfpool.libvirt_import import libvirt
 from vfpool import rpcapi
+from vfpool import utils
 
 LOG = logging.getLogger(__name__)
 
@@ -250,8 +251,8 @@ class VFMigrationPlugin:
             LOG.warning('%s runs on %s but the migration says %s; acting '
                         'on %s', hook, self.host, expected, expected)
 
-    def _settle(self, method: str, context,
-                record: MigrationRecord) -> typing.Any:
+    def _settle(self, method: str, context, record: MigrationRecord,
+                **kwargs: typing.Any) -> typing.Any:
         """``complete_migration`` or ``abort_migration`` of ``record``.
 
         An instance without VFs gets an empty prepare, which the server
@@ -259,7 +260,8 @@ class VFMigrationPlugin:
         nothing to do, not an error.
         """
         try:
-            return self._rpc(method, context, record.migration_uuid)
+            return self._rpc(method, context, record.migration_uuid,
+                             **kwargs)
         except exception.MigrationNotFound:
             if record.pairs:
                 raise
@@ -524,23 +526,37 @@ class VFMigrationPlugin:
         return allocs
 
     def _complete(self, context, record: MigrationRecord) -> list[dict]:
+        """``complete_migration``, and after a lapsed lease a reclaim.
+
+        At RPC 1.2 one call settles everything in one server transaction:
+        ``reclaim=True`` answers as a plain complete while the lease holds,
+        and after it lapsed claims equivalent VFs for those taken since
+        and frees the sources together.  Capped at 1.1 the plugin does the
+        reclaim itself (:meth:`_reclaim_1_1`).
+        """
         LOG.info('Completing migration %s of instance %s: the VFs on %s '
                  'become its allocations, those on %s are freed',
                  record.migration_uuid, record.instance_uuid,
                  record.dest_host or 'the destination', record.source_host)
+        if self.client.can_send_version('1.2'):
+            return self._settle('complete_migration', context, record,
+                                reclaim=True)
         try:
             return self._settle('complete_migration', context, record)
         except exception.LeaseExpired as exc:
             LOG.warning('%s; claiming VFs on %s anew', exc, record.dest_host)
-            return self._reclaim(context, record)
+            return self._reclaim_1_1(context, record)
 
-    def _reclaim(self, context, record: MigrationRecord) -> list[dict]:
-        """Settle a migration whose lease expired while the guest moved.
+    def _reclaim_1_1(self, context, record: MigrationRecord) -> list[dict]:
+        """Settle an expired migration with a server older than RPC 1.2.
 
         The guest runs on the destination whatever the lease says, so the
-        source VFs are freed in any case, and new VFs are allocated on
-        the destination under a request id derived from the migration
-        (both hosts may get here; the second gets the same answer).
+        source VFs are freed in any case, whatever the allocation of new
+        VFs on the destination answered: that allocation runs under a
+        request id derived from the migration (both hosts may get here;
+        the second gets the same answer).  Two RPCs, so a failure between
+        them can hold both sides until an operator releases one; a 1.2
+        server does both in one transaction.
         """
         self._fill_dest_host(context, record)
         requests = []
@@ -555,16 +571,20 @@ class VFMigrationPlugin:
                 allocs = self._rpc('allocate', context,
                                    record.instance_uuid, record.dest_host,
                                    requests,
-                                   'reclaim-%s' % record.migration_uuid)
-        except exception.NoAvailableVF as exc:
-            LOG.error('No VF left on %s for instance %s after the lease of '
-                      'migration %s expired: %s', record.dest_host,
+                                   utils.reclaim_request_id(
+                                       record.migration_uuid))
+        except exception.VfpoolException as exc:
+            # Typed: the server changed nothing (no VF, host disabled or
+            # unknown, a request it refuses); the guest goes without.
+            LOG.error('Could not claim VFs on %s for instance %s after the '
+                      'lease of migration %s expired: %s', record.dest_host,
                       record.instance_uuid, record.migration_uuid, exc)
-        freed = self._rpc('release', context, record.instance_uuid,
-                          record.source_host)
-        LOG.info('Freed %d VF(s) of instance %s on %s after the expired '
-                 'lease of migration %s', freed, record.instance_uuid,
-                 record.source_host, record.migration_uuid)
+        finally:
+            freed = self._rpc('release', context, record.instance_uuid,
+                              record.source_host)
+            LOG.info('Freed %d VF(s) of instance %s on %s after the expired '
+                     'lease of migration %s', freed, record.instance_uuid,
+                     record.source_host, record.migration_uuid)
         return allocs
 
     def post_live_migration_at_destination(

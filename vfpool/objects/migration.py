@@ -52,11 +52,6 @@ TRANSITIONS: dict[str, dict[str | None, str]] = {
 }
 
 
-def reclaim_request_id(migration_uuid: str) -> str:
-    """The request id of VFs claimed anew by ``complete(reclaim=True)``."""
-    return 'reclaim-%s' % migration_uuid
-
-
 def _lost_race() -> db_exc.RetryRequest:
     # Another transaction changed the migration between our read and our
     # write; start over and decide on fresh data.
@@ -412,7 +407,7 @@ def _reacquire(session, row, found: list, reclaim: bool,
         claimed = vf_obj.claim(
             session, request, models.ALLOCATED,
             dict(instance_uuid=row.instance_uuid,
-                 request_id=reclaim_request_id(row.uuid), mac=link.mac,
+                 request_id=utils.reclaim_request_id(row.uuid), mac=link.mac,
                  vlan=link.vlan, port_id=link.port_id, attach_state=None),
             numa_policy=numa_policy, exclude=taken,
             host_id=row.dest_host_id)

@@ -10,6 +10,7 @@ the plugin registered, and fails attaches on demand.  The flow against a
 real QEMU is in vfpool/tests/functional/compute/test_migration.py.
 """
 
+import copy
 import itertools
 import time
 import uuid
@@ -26,6 +27,7 @@ from vfpool.compute import vf_xml
 from vfpool import context as vfpool_context
 from vfpool.db import models
 from vfpool import exception
+from vfpool.objects import host as host_obj
 from vfpool.objects import migration as migration_obj
 from vfpool import rpcapi
 from vfpool.tests.api_cases import vf_table
@@ -675,6 +677,127 @@ class TestMigrationFlow(PluginTestCase):
         self.plugin(SRC).post_live_migration(self.ctxt, self.instance,
                                              self.migration)
         self.assertEqual(before, vf_table(self.engine))
+
+
+class TestReclaim(PluginTestCase):
+    """Issue 9 item 8: a lapsed lease, then the guest lands anyway.
+
+    The source runs capped at 1.1 (no begin_migration), so the lease of
+    the migration lapses while the VFs are away; the reaper frees the
+    claim and another guest takes exactly that VF.
+    """
+
+    def capped(self, cap: str = '1.1') -> rpcapi.VfpoolAPI:
+        self.conf.set_override('vfpool', cap, group='upgrade_levels')
+        try:
+            return rpcapi.VfpoolAPI(self.conf, transport=self.rpc.transport)
+        finally:
+            self.conf.clear_override('vfpool', group='upgrade_levels')
+
+    def lapse(self, client=None, src_client=None, carried=None) -> tuple:
+        """Migrate, let the lease lapse, lose the claimed VF; the plugins.
+
+        ``carried`` edits the pairs the driver hands the source (as Nova's
+        migrate_data carries them) before the detach.
+        """
+        dst_plugin = self.plugin(DST, client=client)
+        src_plugin = self.plugin(SRC, client=src_client or self.capped())
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST,
+            lease_seconds=1)
+        handed = None
+        if carried is not None:
+            handed = copy.deepcopy(pairs)
+            carried(handed)
+        src_plugin.detach_source_vfs(self.ctxt, self.instance,
+                                     self.migration, self.source_domain(),
+                                     pairs=handed)
+        deadline = time.monotonic() + 5
+        while not migration_obj.reap_expired(
+                vfpool_context.get_admin_context()):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        claimed = pairs[0]['dest']['address']
+        # Claims take the lowest id first: the next guest gets that VF.
+        taken = self.client.allocate(self.ctxt, inv.new_uuid(), DST,
+                                     [inv.request()], 'other')
+        self.assertEqual(claimed, taken[0]['address'])
+        return src_plugin, dst_plugin, claimed
+
+    def assert_source_freed(self) -> None:
+        self.assertEqual({'available'}, set(self.states(SRC).values()))
+
+    def test_one_rpc_at_1_2(self):
+        client = CountingClient(self.client)
+        _src, dst_plugin, claimed = self.lapse(client)
+        del client.calls[:]
+        dom = self.dest_domain()
+
+        result = dst_plugin.post_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration, dom)
+
+        self.assertEqual(['complete_migration'], client.calls)
+        new = result[0]['address']
+        self.assertNotEqual(claimed, new)
+        self.assertEqual([new], self.owned(DST))
+        self.assert_source_freed()
+        self.assertIsNotNone(vf_plugin.find_vf_interface(dom.XMLDesc(0),
+                                                         result[0]))
+
+    def test_capped_at_1_1_reclaims_in_two_more_calls(self):
+        client = CountingClient(self.capped())
+        src_plugin, _dst, claimed = self.lapse(src_client=client)
+        del client.calls[:]
+
+        result = src_plugin.post_live_migration(self.ctxt, self.instance,
+                                                self.migration)
+
+        self.assertEqual(['complete_migration', 'allocate', 'release'],
+                         client.calls)
+        self.assertNotEqual(claimed, result[0]['address'])
+        self.assertEqual([result[0]['address']], self.owned(DST))
+        self.assert_source_freed()
+
+    def _fallback_frees_the_source(self, break_allocate=None,
+                                   carried=None) -> None:
+        src_plugin, _dst, _claimed = self.lapse(carried=carried)
+        if break_allocate is not None:
+            break_allocate()
+
+        result = src_plugin.post_live_migration(self.ctxt, self.instance,
+                                                self.migration)
+
+        self.assertEqual([], result)
+        self.assert_source_freed()
+        self.assertEqual([], self.owned(DST))
+
+    def test_fallback_no_available_vf(self):
+        def fill():
+            self.client.allocate(self.ctxt, inv.new_uuid(), DST,
+                                 [inv.request(), inv.request()], 'fill')
+        self._fallback_frees_the_source(fill)
+
+    def test_fallback_host_disabled(self):
+        def disable():
+            host_obj.set_disabled(vfpool_context.get_admin_context(), DST,
+                                  True, 'maintenance')
+        self._fallback_frees_the_source(disable)
+
+    def test_fallback_host_not_found(self):
+        def rename():
+            # The destination's agent re-registered under another name.
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(
+                    "UPDATE hosts SET name = 'renamed' WHERE name = :n"),
+                    {'n': DST})
+        self._fallback_frees_the_source(rename)
+
+    def test_fallback_invalid_input(self):
+        def corrupt(pairs):
+            # Pairs the driver carried over that the server refuses as a
+            # request: a VLAN out of range.
+            pairs[0]['source']['vlan'] = 5000
+        self._fallback_frees_the_source(carried=corrupt)
 
 
 class TestDetachFailure(PluginTestCase):
