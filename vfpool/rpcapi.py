@@ -68,11 +68,14 @@ class VfpoolAPI:
                 return version
         return versions[-1]
 
-    def _call(self, context, version: str, method: str, **kwargs):
+    def _call(self, context, version: str, method: str,
+              timeout: float | None = None, **kwargs):
+        """Send ``method``; ``timeout`` overrides the client's, once."""
         if not self.can_send_version(version):
             raise VersionTooNew('%s needs RPC version %s; capped at %s'
                                 % (method, version, self.version_cap))
-        cctxt = self.client.prepare(version=version)
+        prepared = {} if timeout is None else {'timeout': timeout}
+        cctxt = self.client.prepare(version=version, **prepared)
         return cctxt.call(_ctxt(context), method, **kwargs)
 
     # 1.0
@@ -117,17 +120,20 @@ class VfpoolAPI:
 
     def complete_migration(self, context, migration_uuid: str,
                            reclaim: bool = False,
+                           timeout: float | None = None
                            ) -> list[rpc_types.Allocation]:
         """``reclaim`` (1.2): after a lapsed lease, settle what can be had.
 
         Without it a migration whose destination VFs were taken since its
-        lease expired raises LeaseExpired and nothing changes.
+        lease expired raises LeaseExpired and nothing changes.  ``timeout``
+        (client side only) bounds the wait for this one answer.
         """
         if reclaim:
             return self._call(context, '1.2', 'complete_migration',
+                              timeout=timeout,
                               migration_uuid=migration_uuid, reclaim=True)
         return self._call(context, '1.0', 'complete_migration',
-                          migration_uuid=migration_uuid)
+                          timeout=timeout, migration_uuid=migration_uuid)
 
     def abort_migration(self, context, migration_uuid: str) -> int:
         return self._call(context, '1.0', 'abort_migration',

@@ -46,7 +46,9 @@ import typing
 
 from oslo_config import cfg
 from oslo_log import log as logging
+import oslo_messaging as messaging
 
+from vfpool.compute import background
 from vfpool.compute import events
 from vfpool.compute import libvirt_ops
 from vfpool.compute import recovery
@@ -177,13 +179,41 @@ class VFMigrationPlugin:
         self._connection: libvirt.virConnect | None = None
         self._lock = threading.Lock()
         self._migrations: dict[str, MigrationRecord] = {}
+        #: (kind, migration uuid) -> its renewer or settler thread
+        self._workers: dict[tuple[str, str], background.Worker] = {}
+
+    def close(self, timeout: float = 5) -> None:
+        """Stop every renewer and settler; for a compute service's stop.
+
+        Waits up to ``timeout`` seconds for each.  A migration whose
+        settler is stopped stays ``moving`` for ``vfpool-manage``.
+        """
+        with self._lock:
+            workers = list(self._workers.values())
+            self._workers.clear()
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            worker.stop(timeout=timeout)
+
+    def _start(self, kind: str, migration_uuid: str,
+               worker: background.Worker) -> background.Worker:
+        """Run ``worker`` unless one of its kind runs for the migration."""
+        with self._lock:
+            running = self._workers.get((kind, migration_uuid))
+            if running is not None and running.is_alive():
+                return running
+            self._workers[(kind, migration_uuid)] = worker
+        worker.start()
+        return worker
 
     # -- helpers -----------------------------------------------------------
 
     def _rpc(self, method: str, context, *args: typing.Any,
-             **kwargs: typing.Any) -> typing.Any:
-        return recovery.call_idempotent(self.client, method, context, *args,
-                                        attempts=self.rpc_attempts, **kwargs)
+             attempts: int | None = None, **kwargs: typing.Any) -> typing.Any:
+        return recovery.call_idempotent(
+            self.client, method, context, *args,
+            attempts=attempts or self.rpc_attempts, **kwargs)
 
     def _connect(self) -> libvirt.virConnect:
         with self._lock:
@@ -214,8 +244,31 @@ class VFMigrationPlugin:
                                                record)
 
     def _forget(self, migration_uuid: str) -> None:
+        """The migration is over here: drop it, end its threads."""
         with self._lock:
             self._migrations.pop(migration_uuid, None)
+            workers = [self._workers.pop(key) for key in list(self._workers)
+                       if key[1] == migration_uuid]
+        for worker in workers:
+            # Not joined: a hook does not wait for an RPC under way.
+            worker.stop()
+
+    def _keep_lease(self, context, record: MigrationRecord,
+                    lease_seconds: int | None = None) -> None:
+        """Renew the migration's lease in the background until forgotten.
+
+        The interval is a third of the lease (``lease_seconds``, else
+        ``[pool] lease_seconds``), then of what the server's answer leaves.
+        """
+        if not record.pairs:
+            return
+        lease = lease_seconds or self.conf.pool.lease_seconds
+
+        def renew() -> str:
+            return self.client.renew_migration(
+                context, record.migration_uuid, lease_seconds)
+        self._start('renew', record.migration_uuid, background.LeaseRenewer(
+            record.migration_uuid, renew, lease))
 
     def _record(self, context, instance_uuid: str,
                 migration_uuid: str) -> MigrationRecord:
@@ -351,6 +404,7 @@ class VFMigrationPlugin:
         record = self._remember(MigrationRecord(
             migration_uuid, instance_uuid, source_host, dest_host, pairs))
         record.pairs = pairs
+        self._keep_lease(context, record, lease_seconds)
         for pair in pairs:
             LOG.info('Migration %s: VF %s on %s will be replaced by VF %s '
                      'on %s (MAC %s)', migration_uuid,
@@ -403,6 +457,7 @@ class VFMigrationPlugin:
             except Exception as exc:
                 self._undo_detach(context, record, dom, [], exc)
                 raise
+            self._keep_lease(context, record)
         with self._lock:
             if record.detached is None:
                 record.detached = {}
@@ -514,6 +569,11 @@ class VFMigrationPlugin:
         whether this or the destination's hook runs first.  A migration
         the server never recorded (an instance without VFs) is nothing to
         complete.
+
+        When vfpool-server does not answer within ``[migration]
+        complete_timeout``, a background settler keeps trying (see
+        :meth:`_settle_later`) and ``[]`` is returned: the guest has left,
+        the hook must not fail Nova's migration for vfpool's bookkeeping.
         """
         try:
             record = self._record(context, instance_uuid, migration_uuid)
@@ -521,18 +581,74 @@ class VFMigrationPlugin:
             LOG.debug('Migration %s of instance %s is unknown to vfpool: '
                       'nothing to complete', migration_uuid, instance_uuid)
             return []
-        allocs = self._complete(context, record)
+        try:
+            allocs = self._complete_now(context, record)
+        except messaging.MessagingException as exc:
+            self._settle_later(context, record, exc)
+            return []
         self._forget(migration_uuid)
         return allocs
 
-    def _complete(self, context, record: MigrationRecord) -> list[dict]:
+    def _complete_now(self, context, record: MigrationRecord) -> list[dict]:
+        """One attempt, waiting ``[migration] complete_timeout`` at most."""
+        return self._complete(context, record, attempts=1,
+                              timeout=self.conf.migration.complete_timeout)
+
+    def _settle_later(self, context, record: MigrationRecord,
+                      error: Exception,
+                      then: typing.Callable[[list[dict]], None] | None = None
+                      ) -> background.Settler:
+        """Hand the completion to a background settler.
+
+        It retries ``complete_migration`` with ``[migration]
+        settle_initial_delay`` doubling up to ``settle_max_delay``, for
+        ``settle_max_time`` seconds; then runs ``then`` with the answer.
+        The lease renewer keeps running meanwhile.  When the bound is
+        exhausted (or the server refuses), the migration is forgotten
+        here: it stays ``moving`` and, once its lease lapses, stalled, for
+        ``vfpool-manage migration complete``.
+        """
+        LOG.warning('vfpool-server did not complete migration %s of '
+                    'instance %s (%s: %s); retrying in the background',
+                    record.migration_uuid, record.instance_uuid,
+                    type(error).__name__, error)
+        opts = self.conf.migration
+
+        def done(allocs: list[dict]) -> None:
+            try:
+                if then is not None:
+                    then(allocs)
+            finally:
+                self._forget(record.migration_uuid)
+            LOG.info('Migration %s of instance %s completed in the '
+                     'background', record.migration_uuid,
+                     record.instance_uuid)
+
+        def give_up(exc: Exception) -> None:
+            self._forget(record.migration_uuid)
+            LOG.error('Gave up completing migration %s of instance %s '
+                      '(%s: %s); it stays in flight: once its lease lapses '
+                      '"vfpool-manage migration list --stalled" shows it '
+                      'and "vfpool-manage migration complete %s" finishes '
+                      'it', record.migration_uuid, record.instance_uuid,
+                      type(exc).__name__, exc, record.migration_uuid)
+
+        return self._start('settle', record.migration_uuid, background.Settler(
+            record.migration_uuid,
+            lambda: self._complete(context, record, attempts=1), done,
+            give_up, initial_delay=opts.settle_initial_delay,
+            max_delay=opts.settle_max_delay, max_time=opts.settle_max_time))
+
+    def _complete(self, context, record: MigrationRecord,
+                  **call: typing.Any) -> list[dict]:
         """``complete_migration``, and after a lapsed lease a reclaim.
 
         At RPC 1.2 one call settles everything in one server transaction:
         ``reclaim=True`` answers as a plain complete while the lease holds,
         and after it lapsed claims equivalent VFs for those taken since
         and frees the sources together.  Capped at 1.1 the plugin does the
-        reclaim itself (:meth:`_reclaim_1_1`).
+        reclaim itself (:meth:`_reclaim_1_1`).  ``call`` (``attempts``,
+        ``timeout``) applies to ``complete_migration``.
         """
         LOG.info('Completing migration %s of instance %s: the VFs on %s '
                  'become its allocations, those on %s are freed',
@@ -540,9 +656,10 @@ class VFMigrationPlugin:
                  record.dest_host or 'the destination', record.source_host)
         if self.client.can_send_version('1.2'):
             return self._settle('complete_migration', context, record,
-                                reclaim=True)
+                                reclaim=True, **call)
         try:
-            return self._settle('complete_migration', context, record)
+            return self._settle('complete_migration', context, record,
+                                **call)
         except exception.LeaseExpired as exc:
             LOG.warning('%s; claiming VFs on %s anew', exc, record.dest_host)
             return self._reclaim_1_1(context, record)
@@ -616,30 +733,59 @@ class VFMigrationPlugin:
                       'nothing to attach', migration_uuid, instance_uuid)
             return []
         if not record.pairs:
-            self._settle('complete_migration', context, record)
+            try:
+                self._settle('complete_migration', context, record,
+                             attempts=1,
+                             timeout=self.conf.migration.complete_timeout)
+            except messaging.MessagingException as exc:
+                self._settle_later(context, record, exc)
+                return []
             self._forget(migration_uuid)
             return []
-        self._fill_dest_host(context, record)
+        if record.dest_host is None:
+            try:
+                self._fill_dest_host(context, record)
+            except messaging.MessagingException:
+                record.dest_host = self.host
         self._check_host(record.dest_host, 'post_live_migration_at_'
                          'destination')
-        allocs = self._complete(context, record)
         try:
             dom = self._domain(instance_uuid, domain)
         except libvirt.libvirtError as exc:
             # Completion stands (the guest left the source); the policy
             # decides what a guest we cannot reach gets.
-            attach = _unreachable(instance_uuid, exc)
+            dom, attach = None, _unreachable(instance_uuid, exc)
         else:
             attach = self._attach_fn(dom)
+        try:
+            allocs = self._complete_now(context, record)
+        except messaging.MessagingException as exc:
+            return self._attach_unsettled(context, record, dom, attach, exc)
+        outcomes = self._plug(context, record, allocs, attach)
+        self._forget(migration_uuid)
+        return self._settled(record, allocs, outcomes)
+
+    def _plug(self, context, record: MigrationRecord, allocs: list[dict],
+              attach: recovery.AttachFn) -> list[recovery.Outcome]:
+        """Attach the instance's allocations here, the policy for failures.
+
+        ``allocs`` must be allocations (the migration completed).
+        """
         outcomes = []
         for alloc in allocs:
             LOG.info('Attaching VF %s (MAC %s, VLAN %s) to instance %s on '
                      '%s', alloc['address'], alloc.get('mac'),
-                     alloc.get('vlan'), instance_uuid, record.dest_host)
+                     alloc.get('vlan'), record.instance_uuid,
+                     record.dest_host)
             outcome = self.policy.attempt(alloc, attach)
             outcomes.append(self.policy.recover(
-                context, instance_uuid, record.dest_host, outcome, attach))
-        self._forget(migration_uuid)
+                context, record.instance_uuid, record.dest_host, outcome,
+                attach))
+        return outcomes
+
+    def _settled(self, record: MigrationRecord, allocs: list[dict],
+                 outcomes: list[recovery.Outcome]) -> list[dict]:
+        """The destination hook's answer, or ReattachFailed."""
         missing = len(allocs) < len(record.pairs)
         failed = [o for o in outcomes if o.state == recovery.FAILED]
         if failed or (missing and
@@ -651,12 +797,57 @@ class VFMigrationPlugin:
                                % (len(record.pairs) - len(allocs),
                                   record.dest_host))
             raise exception.ReattachFailed(
-                instance_uuid=instance_uuid, host=record.dest_host,
+                instance_uuid=record.instance_uuid, host=record.dest_host,
                 reason='; '.join(reasons))
         LOG.info('Migration %s of instance %s settled on %s: %s',
-                 migration_uuid, instance_uuid, record.dest_host,
+                 record.migration_uuid, record.instance_uuid,
+                 record.dest_host,
                  ', '.join('%s %s' % (o.alloc['address'], o.state)
                            for o in outcomes) or 'no VFs')
+        return [o.as_dict() for o in outcomes]
+
+    def _attach_unsettled(self, context, record: MigrationRecord,
+                          dom: libvirt.virDomain | None,
+                          attach: recovery.AttachFn,
+                          error: Exception) -> list[dict]:
+        """vfpool-server is unreachable: plug the claimed VFs all the same.
+
+        The guest runs here now, and its claims are its VFs (a ``moving``
+        migration's claims outlive any lease).  Each claimed VF gets the
+        attach attempts of the policy; the policy's answer to a failure
+        needs the server, so it waits for the settler, which completes the
+        migration, unplugs any VF the completion did not give the instance
+        (a 1.1 source whose lease lapsed may get other VFs), and plugs
+        and recovers what it gave.  ``ReattachFailed`` is raised now when
+        a VF failed and the policy can only end in ``failed``.
+        """
+        claimed = [pair['dest'] for pair in record.pairs]
+        outcomes = []
+        for alloc in claimed:
+            LOG.info('Attaching claimed VF %s (MAC %s, VLAN %s) to instance '
+                     '%s on %s before the migration is completed',
+                     alloc['address'], alloc.get('mac'), alloc.get('vlan'),
+                     record.instance_uuid, record.dest_host)
+            outcomes.append(self.policy.attempt(alloc, attach))
+
+        def then(allocs: list[dict]) -> None:
+            if dom is not None:
+                given = {a['address'] for a in allocs}
+                self._detach_dest(record, dom, [
+                    a for a in claimed if a['address'] not in given])
+            self._settled(record, allocs,
+                          self._plug(context, record, allocs, attach))
+
+        self._settle_later(context, record, error, then)
+        failed = [o for o in outcomes if o.state == recovery.FAILED]
+        if failed and self.policy.policy not in (recovery.SWAP,
+                                                 recovery.DEGRADE):
+            raise exception.ReattachFailed(
+                instance_uuid=record.instance_uuid, host=record.dest_host,
+                reason='; '.join('VF %s: %s' % (o.alloc['address'], o.error)
+                                 for o in failed) +
+                '; vfpool-server unreachable, completion continues in the '
+                'background')
         return [o.as_dict() for o in outcomes]
 
     def rollback_live_migration_at_source(
@@ -768,7 +959,13 @@ class VFMigrationPlugin:
         return freed
 
     def _detach_dest(self, record: MigrationRecord,
-                     dom: libvirt.virDomain) -> None:
+                     dom: libvirt.virDomain,
+                     allocs: list[dict] | None = None) -> None:
+        """Unplug ``allocs`` (default: every claim) if the guest has them."""
+        if allocs is None:
+            allocs = [pair['dest'] for pair in record.pairs]
+        if not allocs:
+            return
         try:
             if not dom.isActive():
                 return
@@ -777,22 +974,22 @@ class VFMigrationPlugin:
             LOG.info('Destination domain of instance %s is gone (%s): '
                      'nothing to detach', record.instance_uuid, exc)
             return
-        for pair in record.pairs:
-            info = find_vf_interface(live, pair['dest'])
+        for alloc in allocs:
+            info = find_vf_interface(live, alloc)
             if info is None:
                 continue
-            LOG.info('Detaching VF %s (MAC %s) from instance %s on %s for '
-                     'the rollback', pair['dest']['address'],
-                     pair['dest'].get('mac'), record.instance_uuid,
+            LOG.info('Detaching VF %s (MAC %s) from instance %s on %s: it '
+                     'is not the instance\'s', alloc['address'],
+                     alloc.get('mac'), record.instance_uuid,
                      record.dest_host)
             try:
-                self._detach(dom, info, pair['dest']['address'])
+                self._detach(dom, info, alloc['address'])
             except exception.DeviceDetachFailed as exc:
-                # The claim is freed anyway: the driver destroys this
-                # domain next, which releases the device for good.
-                LOG.error('Could not detach VF %s from instance %s on %s '
-                          'during the rollback: %s', pair['dest']['address'],
-                          record.instance_uuid, record.dest_host, exc)
+                # On a rollback the claim is freed anyway: the driver
+                # destroys this domain next, which releases the device.
+                LOG.error('Could not detach VF %s from instance %s on %s: '
+                          '%s', alloc['address'], record.instance_uuid,
+                          record.dest_host, exc)
 
     # -- operators ------------------------------------------------------------
 

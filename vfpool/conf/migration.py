@@ -33,6 +33,38 @@ migration_opts = [
         default=1.0,
         min=0,
         help='Seconds between two attach attempts.'),
+    cfg.FloatOpt(
+        'complete_timeout',
+        default=10.0,
+        min=0.1,
+        help='Seconds the post-migration hooks wait for vfpool-server to '
+             'complete a migration (one attempt). Without an answer the '
+             'destination plugs the VFs it claimed all the same (the guest '
+             'already runs there) and a background settler keeps trying '
+             'to complete the migration.'),
+    cfg.FloatOpt(
+        'settle_initial_delay',
+        default=2.0,
+        min=0.01,
+        help='Seconds before the background settler first retries '
+             'complete_migration after the post-migration hooks could not '
+             'reach vfpool-server; the delay doubles after each failed '
+             'attempt, up to settle_max_delay.'),
+    cfg.FloatOpt(
+        'settle_max_delay',
+        default=60.0,
+        min=0.01,
+        help='Longest pause between two attempts of the background '
+             'settler.'),
+    cfg.FloatOpt(
+        'settle_max_time',
+        default=3600.0,
+        min=0,
+        help='Seconds the background settler keeps retrying before it '
+             'gives up. The migration then stays "moving" and, once its '
+             'lease lapses, "vfpool-manage migration list --stalled" shows '
+             'it; "vfpool-manage migration complete" finishes it. A '
+             'restart of the compute service also ends the settler.'),
 ]
 
 

@@ -138,10 +138,13 @@ class VfpoolLibvirtDriver(libvirt_driver.LibvirtDriver):
             self.cleanup_vfpool()
 
     def cleanup_vfpool(self) -> None:
-        """Close the connection to vfpool's broker; idempotent."""
+        """Stop vfpool's threads, close its broker connection; idempotent."""
         plugin, self._vfpool = self._vfpool, None
         if plugin is not None:
-            plugin.client.transport.cleanup()
+            try:
+                plugin.close()
+            finally:
+                plugin.client.transport.cleanup()
 
     def _check_devices_disjoint(self, conf) -> None:
         """Refuse to start if Nova's PCI tracker would hand out vfpool's VFs.

@@ -11,16 +11,20 @@ real QEMU is in vfpool/tests/functional/compute/test_migration.py.
 """
 
 import copy
+import datetime
 import itertools
+import threading
 import time
 import uuid
 from xml.etree import ElementTree as ET
 
 import fixtures
 import libvirt
+import oslo_messaging as messaging
 import sqlalchemy as sa
 import testtools
 
+from vfpool.compute import background
 from vfpool.compute import events
 from vfpool.compute import plugin as vf_plugin
 from vfpool.compute import vf_xml
@@ -29,6 +33,7 @@ from vfpool.db import models
 from vfpool import exception
 from vfpool.objects import host as host_obj
 from vfpool.objects import migration as migration_obj
+from vfpool.objects import migration_view
 from vfpool import rpcapi
 from vfpool.tests.api_cases import vf_table
 from vfpool.tests import fixtures as vfpool_fixtures
@@ -255,9 +260,11 @@ class PluginTestCase(testtools.TestCase):
     def plugin(self, host: str, client=None, **kwargs
                ) -> vf_plugin.VFMigrationPlugin:
         kwargs.setdefault('xml_builder', self.builder)
-        return vf_plugin.VFMigrationPlugin(
+        plugin = vf_plugin.VFMigrationPlugin(
             self.conf, host, client=client or self.client,
             registry=self.registry, **kwargs)
+        self.addCleanup(plugin.close)
+        return plugin
 
     def source_domain(self, **kwargs) -> StandInDomain:
         """The guest on the source: standby + its VF, as Nova plugs it."""
@@ -294,6 +301,12 @@ class PluginTestCase(testtools.TestCase):
             if alloc['address'] == address:
                 return alloc['attach_state']
         raise AssertionError('%s is not allocated' % address)
+
+    @staticmethod
+    def stop_renewing(*plugins: vf_plugin.VFMigrationPlugin) -> None:
+        """Nothing renews the lease any more, as after compute restarts."""
+        for plugin in plugins:
+            plugin.close()
 
     def migrate_to_destination(self) -> tuple:
         """pre_live_migration + detach on the source; returns the pair."""
@@ -603,9 +616,11 @@ class TestMigrationFlow(PluginTestCase):
         self.assertEqual(before, vf_table(self.engine))
 
     def test_lease_expired_before_the_detach_detaches_nothing(self):
-        self.plugin(DST).pre_live_migration(
+        dst_plugin = self.plugin(DST)
+        dst_plugin.pre_live_migration(
             self.ctxt, self.instance, self.migration, SRC, DST,
             lease_seconds=1)
+        self.stop_renewing(dst_plugin)
         self.assertEqual([(self.migration, 1)], self.reap())
         src_dom = self.source_domain()
 
@@ -645,8 +660,10 @@ class TestMigrationFlow(PluginTestCase):
         self.conf.set_override('vfpool', '1.1', group='upgrade_levels')
         capped = rpcapi.VfpoolAPI(self.conf, transport=self.rpc.transport)
         self.conf.clear_override('vfpool', group='upgrade_levels')
-        self.plugin(SRC, client=capped).detach_source_vfs(
+        src_plugin = self.plugin(SRC, client=capped)
+        src_plugin.detach_source_vfs(
             self.ctxt, self.instance, self.migration, self.source_domain())
+        self.stop_renewing(dst_plugin, src_plugin)
         # The reaper expires the lease and another guest takes the VF.
         self.assertEqual([(self.migration, 1)], self.reap())
         # Other guests take every VF, then all but the claimed one leave:
@@ -712,6 +729,7 @@ class TestReclaim(PluginTestCase):
         src_plugin.detach_source_vfs(self.ctxt, self.instance,
                                      self.migration, self.source_domain(),
                                      pairs=handed)
+        self.stop_renewing(dst_plugin, src_plugin)
         deadline = time.monotonic() + 5
         while not migration_obj.reap_expired(
                 vfpool_context.get_admin_context()):
@@ -798,6 +816,158 @@ class TestReclaim(PluginTestCase):
             # request: a VLAN out of range.
             pairs[0]['source']['vlan'] = 5000
         self._fallback_frees_the_source(carried=corrupt)
+
+
+def plugin_threads() -> list:
+    """The renewer and settler threads alive in this process."""
+    return [t for t in threading.enumerate() if t.is_alive() and
+            t.name.startswith(('vfpool-renew-', 'vfpool-settle-'))]
+
+
+class ThreadsTestCase(PluginTestCase):
+    """Checks that every thread a test's plugins started has ended."""
+
+    def assert_no_threads(self, timeout: float = 5) -> None:
+        deadline = time.monotonic() + timeout
+        while plugin_threads() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual([], plugin_threads())
+
+
+class TestLeaseRenewal(ThreadsTestCase):
+    """Issue 9 item 6: the plugin renews the lease while a migration runs."""
+
+    overrides = {'pool.lease_seconds': 1}
+
+    def reaped_during(self, seconds: float) -> list:
+        deadline = time.monotonic() + seconds
+        expired = []
+        while time.monotonic() < deadline:
+            expired += migration_obj.reap_expired(
+                vfpool_context.get_admin_context())
+            time.sleep(0.05)
+        return expired
+
+    def test_a_migration_longer_than_its_lease_keeps_its_claims(self):
+        # The source is capped at 1.1: no begin_migration, the migration
+        # stays in_progress, which a lapsed lease frees.
+        self.conf.set_override('vfpool', '1.1', group='upgrade_levels')
+        capped = rpcapi.VfpoolAPI(self.conf, transport=self.rpc.transport)
+        self.conf.clear_override('vfpool', group='upgrade_levels')
+        dst_plugin, src_plugin = self.plugin(DST), self.plugin(SRC, capped)
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+        src_plugin.detach_source_vfs(self.ctxt, self.instance,
+                                     self.migration, self.source_domain())
+
+        # Three leases long.
+        self.assertEqual([], self.reaped_during(3))
+
+        claimed = pairs[0]['dest']['address']
+        self.assertEqual(('claimed', self.instance, self.migration),
+                         self.table(DST)[claimed])
+        result = dst_plugin.post_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration, self.dest_domain())
+        self.assertEqual([claimed], [a['address'] for a in result])
+        self.assertEqual({'available'}, set(self.states(SRC).values()))
+        src_plugin.post_live_migration(self.ctxt, self.instance,
+                                       self.migration)
+        self.assert_no_threads()
+
+    def test_a_moving_migration_is_not_stalled_while_it_runs(self):
+        dst_plugin, src_plugin = self.plugin(DST), self.plugin(SRC)
+        dst_plugin.pre_live_migration(self.ctxt, self.instance,
+                                      self.migration, SRC, DST)
+        src_plugin.detach_source_vfs(self.ctxt, self.instance,
+                                     self.migration, self.source_domain())
+        time.sleep(2.5)
+        self.assertEqual([], migration_view.list_migrations(
+            vfpool_context.get_admin_context(), only_stalled=True))
+        # A rollback ends the renewers as well.
+        src_plugin.rollback_live_migration_at_source(
+            self.ctxt, self.instance, self.migration,
+            self.source_domain())
+        dst_plugin.rollback_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration)
+        self.assert_no_threads()
+
+    def test_renewal_stops_when_another_host_settles(self):
+        dst_plugin = self.plugin(DST)
+        dst_plugin.pre_live_migration(self.ctxt, self.instance,
+                                      self.migration, SRC, DST)
+        # The source's plugin aborts it; this one keeps its record.
+        self.client.abort_migration(self.ctxt, self.migration)
+        self.assert_no_threads()
+
+
+class TestRenewInterval(testtools.TestCase):
+
+    def test_a_third_of_the_lease_or_of_what_is_left(self):
+        now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+        self.assertEqual(10, background.renew_interval(30))
+        self.assertEqual(10, background.renew_interval(
+            30, '2026-01-01T00:01:00.000000Z', now))
+        self.assertEqual(2, background.renew_interval(
+            30, '2026-01-01T00:00:06.000000Z', now))
+        self.assertEqual(background.MIN_RENEW_INTERVAL,
+                         background.renew_interval(
+                             30, '2025-12-31T23:00:00Z', now))
+
+
+class TestSettler(testtools.TestCase):
+
+    def test_backoff_is_bounded_and_ends_in_give_up(self):
+        calls, ended = [], []
+
+        def settle():
+            calls.append(time.monotonic())
+            raise messaging.MessagingTimeout('down')
+        settler = background.Settler(
+            'm', settle, ended.append, ended.append, initial_delay=0.02,
+            max_delay=0.08, max_time=0.5)
+        settler.start()
+        settler.join(5)
+        self.assertFalse(settler.is_alive())
+        self.assertEqual('gave up', settler.outcome)
+        self.assertIsInstance(ended[0], messaging.MessagingTimeout)
+        gaps = [b - a for a, b in zip(calls, calls[1:])]
+        # 0.04, 0.08, 0.08, ...: doubled, then capped.
+        self.assertGreater(max(gaps), 0.07)
+        self.assertLessEqual(max(gaps), 0.08 + 0.05)
+        self.assertLess(len(calls), 20)
+
+    def test_a_typed_answer_is_final_and_success_runs_done(self):
+        answers = [messaging.MessagingTimeout('down'), ['ok']]
+        done, refused = [], []
+
+        def settle():
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        settler = background.Settler('m', settle, done.append,
+                                     refused.append, 0.01, 0.01, 5)
+        settler.start()
+        settler.join(5)
+        self.assertEqual(([['ok']], [], 'settled'),
+                         (done, refused, settler.outcome))
+
+        def refuse():
+            raise exception.MigrationStateConflict(
+                migration_uuid='m', state='aborted', action='completed')
+        settler = background.Settler('m', refuse, done.append,
+                                     refused.append, 0.01, 0.01, 5)
+        settler.start()
+        settler.join(5)
+        self.assertEqual('refused', settler.outcome)
+        self.assertEqual(1, settler.attempts)
+
+    def test_stop_ends_it_at_once(self):
+        settler = background.Settler('m', list, None, None, 60, 60, 600)
+        settler.start()
+        settler.stop(timeout=2)
+        self.assertFalse(settler.is_alive())
+        self.assertEqual('stopped', settler.outcome)
 
 
 class TestDetachFailure(PluginTestCase):
