@@ -20,6 +20,14 @@ wiring is mechanical.  Where each runs, in order::
     dest    rollback_live_migration_at_destination unplug what was plugged
                                                    there, free the claims
 
+From the claim (destination) and the detach (source) until the
+migration is completed or aborted, a thread per migration renews its
+lease every third of it (:mod:`vfpool.compute.background`).  When
+vfpool-server does not answer the post-migration hooks within
+``[migration] complete_timeout``, the destination plugs the VFs it
+claimed all the same and a background settler retries the completion
+within a bound; :meth:`VFMigrationPlugin.close` stops those threads.
+
 Every hook is safe to call again (Nova retries, a compute service
 restarts): RPCs are keyed by the migration's or the request's id, and
 libvirt work starts from the live domain XML (:func:`find_vf_interface`

@@ -71,6 +71,8 @@ class MigrationTestCase(testtools.TestCase):
     """Shared harness; subclasses pick the database backend."""
 
     backend = 'sqlite'
+    #: Options of the server stack (``group.name`` keys).
+    stack_options: dict = {}
     hosts: libvirt_hosts.TwoHosts
     stack: base.ServiceStack
 
@@ -80,7 +82,7 @@ class MigrationTestCase(testtools.TestCase):
         cls.hosts = libvirt_hosts.TwoHosts()
         _start_class_fixture(cls.hosts)
         try:
-            cls.stack = base.ServiceStack(cls.backend)
+            cls.stack = base.ServiceStack(cls.backend, **cls.stack_options)
             _start_class_fixture(cls.stack)
         except BaseException:
             cls.hosts.cleanUp()
