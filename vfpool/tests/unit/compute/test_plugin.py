@@ -900,6 +900,83 @@ class TestLeaseRenewal(ThreadsTestCase):
         self.assert_no_threads()
 
 
+class LosingClient(CountingClient):
+    """The real client, whose first answers to some methods are lost.
+
+    The server acts; the caller gets ``MessagingTimeout``, as when the
+    reply (or the broker connection) is lost on the way back.
+    """
+
+    def __init__(self, client: rpcapi.VfpoolAPI, **losses: int) -> None:
+        super().__init__(client)
+        self.losses = losses
+
+    def __getattr__(self, name: str):
+        call = super().__getattr__(name)
+        if name not in self.losses:
+            return call
+
+        def lossy(*args, **kwargs):
+            answer = call(*args, **kwargs)
+            if self.losses[name] > 0:
+                self.losses[name] -= 1
+                raise messaging.MessagingTimeout('reply of %s lost' % name)
+            return answer
+        return lossy
+
+
+class TestLostReplies(ThreadsTestCase):
+    """Issue 9: a lost reply of an idempotent call is sent again."""
+
+    overrides = {'migration.settle_initial_delay': 0.05}
+
+    def test_prepare_is_sent_again_and_claims_once(self):
+        client = LosingClient(self.client, prepare_migration=2)
+        pairs = self.plugin(DST, client).pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+
+        self.assertEqual(['prepare_migration'] * 3, client.calls)
+        self.assertEqual([pairs[0]['dest']['address']], [
+            a for a, (state, _i, _m) in self.table(DST).items()
+            if state == 'claimed'])
+
+    def test_attempts_are_bounded(self):
+        client = LosingClient(self.client, abort_migration=5)
+        dst_plugin = self.plugin(DST, client, rpc_attempts=2)
+        dst_plugin.pre_live_migration(self.ctxt, self.instance,
+                                      self.migration, SRC, DST)
+        self.assertRaises(messaging.MessagingTimeout,
+                          dst_plugin.rollback_live_migration_at_destination,
+                          self.ctxt, self.instance, self.migration)
+        self.assertEqual(2, client.calls.count('abort_migration'))
+
+    def test_lost_complete_is_settled_in_the_background(self):
+        client = LosingClient(self.client, complete_migration=1)
+        src_plugin, dst_plugin = self.plugin(SRC), self.plugin(DST, client)
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+        src_plugin.detach_source_vfs(self.ctxt, self.instance,
+                                     self.migration, self.source_domain())
+        dom = self.dest_domain()
+        claimed = pairs[0]['dest']['address']
+
+        result = dst_plugin.post_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration, dom)
+
+        # Plugged at once; completed by the settler's second call.
+        self.assertEqual([(claimed, 'attached')],
+                         [(r['address'], r['attach_state']) for r in result])
+        self.assertIsNotNone(vf_plugin.find_vf_interface(dom.XMLDesc(0),
+                                                         pairs[0]['dest']))
+        src_plugin.post_live_migration(self.ctxt, self.instance,
+                                       self.migration)
+        self.assert_no_threads()
+        self.assertEqual(2, client.calls.count('complete_migration'))
+        self.assertEqual([claimed], self.owned(DST))
+        self.assertEqual({'available'}, set(self.states(SRC).values()))
+        self.assertEqual(1, len(dom.attach_calls))
+
+
 class TestRenewInterval(testtools.TestCase):
 
     def test_a_third_of_the_lease_or_of_what_is_left(self):
