@@ -791,19 +791,23 @@ class VFMigrationPlugin:
                 attach))
         return outcomes
 
+    def _failures(self, record: MigrationRecord, allocs: list[dict],
+                  outcomes: list[recovery.Outcome]) -> list[str]:
+        """What the guest lacks that the policy does not accept."""
+        missing = len(allocs) < len(record.pairs)
+        reasons = ['VF %s: %s' % (o.alloc['address'], o.error)
+                   for o in outcomes if o.state == recovery.FAILED]
+        if missing and (reasons or self.policy.policy != recovery.DEGRADE):
+            reasons.append('%d VF(s) could not be claimed on %s'
+                           % (len(record.pairs) - len(allocs),
+                              record.dest_host))
+        return reasons
+
     def _settled(self, record: MigrationRecord, allocs: list[dict],
                  outcomes: list[recovery.Outcome]) -> list[dict]:
         """The destination hook's answer, or ReattachFailed."""
-        missing = len(allocs) < len(record.pairs)
-        failed = [o for o in outcomes if o.state == recovery.FAILED]
-        if failed or (missing and
-                      self.policy.policy != recovery.DEGRADE):
-            reasons = ['VF %s: %s' % (o.alloc['address'], o.error)
-                       for o in failed]
-            if missing:
-                reasons.append('%d VF(s) could not be claimed on %s'
-                               % (len(record.pairs) - len(allocs),
-                                  record.dest_host))
+        reasons = self._failures(record, allocs, outcomes)
+        if reasons:
             raise exception.ReattachFailed(
                 instance_uuid=record.instance_uuid, host=record.dest_host,
                 reason='; '.join(reasons))
@@ -843,8 +847,13 @@ class VFMigrationPlugin:
                 given = {a['address'] for a in allocs}
                 self._detach_dest(record, dom, [
                     a for a in claimed if a['address'] not in given])
-            self._settled(record, allocs,
-                          self._plug(context, record, allocs, attach))
+            outcomes = self._plug(context, record, allocs, attach)
+            reasons = self._failures(record, allocs, outcomes)
+            if reasons:
+                LOG.error('Instance %s runs on %s without some of its VFs '
+                          'after migration %s: %s', record.instance_uuid,
+                          record.dest_host, record.migration_uuid,
+                          '; '.join(reasons))
 
         self._settle_later(context, record, error, then)
         failed = [o for o in outcomes if o.state == recovery.FAILED]

@@ -976,6 +976,33 @@ class TestLostReplies(ThreadsTestCase):
         self.assertEqual({'available'}, set(self.states(SRC).values()))
         self.assertEqual(1, len(dom.attach_calls))
 
+    def test_failed_attach_without_answer_raises_now_records_later(self):
+        self.conf.set_override('reattach_failure_policy', 'error',
+                               group='migration')
+        self.addCleanup(self.conf.clear_override, 'reattach_failure_policy',
+                        group='migration')
+        client = LosingClient(self.client, complete_migration=1)
+        src_plugin, dst_plugin = self.plugin(SRC), self.plugin(DST, client)
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+        src_plugin.detach_source_vfs(self.ctxt, self.instance,
+                                     self.migration, self.source_domain())
+        claimed = pairs[0]['dest']['address']
+        dom = self.dest_domain(refused_addresses={claimed})
+
+        error = self.assertRaises(
+            exception.ReattachFailed,
+            dst_plugin.post_live_migration_at_destination, self.ctxt,
+            self.instance, self.migration, dom)
+
+        self.assertIn('completion continues in the background', str(error))
+        src_plugin.post_live_migration(self.ctxt, self.instance,
+                                       self.migration)
+        self.assert_no_threads()
+        # Completed, and the failure recorded once it was an allocation.
+        self.assertEqual([claimed], self.owned(DST))
+        self.assertEqual('failed', self.attach_state(claimed))
+
 
 class TestRenewInterval(testtools.TestCase):
 
