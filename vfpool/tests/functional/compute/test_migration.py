@@ -132,9 +132,12 @@ class MigrationTestCase(testtools.TestCase):
     def plugin(self, host: libvirt_hosts.LibvirtHost,
                builder: vf_xml.VFXMLBuilder = vf_xml.emulated_interface_xml
                ) -> vf_plugin.VFMigrationPlugin:
-        return vf_plugin.VFMigrationPlugin(
+        plugin = vf_plugin.VFMigrationPlugin(
             self.conf, host.name, client=self.client, xml_builder=builder,
             registry=self.registry)
+        # Its lease renewers end with the test, not at their next renewal.
+        self.addCleanup(plugin.close)
+        return plugin
 
     # -- state --------------------------------------------------------------
 

@@ -29,9 +29,11 @@ from vfpool.tests.functional import libvirt_hosts
 RPC_TIMEOUT = 2
 
 
-def plugin_threads() -> list:
+def plugin_threads(migration_uuid: str) -> list:
+    """The renewer and settler threads of a migration still running."""
     return [t.name for t in threading.enumerate() if t.is_alive() and
-            t.name.startswith(('vfpool-renew-', 'vfpool-settle-'))]
+            t.name in ('vfpool-renew-' + migration_uuid,
+                       'vfpool-settle-' + migration_uuid)]
 
 
 class ServerOutageTestCase(test_migration.MigrationTestCase):
@@ -67,12 +69,14 @@ class ServerOutageTestCase(test_migration.MigrationTestCase):
             self.server.start()
             self.stack.wait_ready()
 
-    def wait_for(self, what, timeout: float, message: str):
+    def wait_for(self, what, timeout: float, message):
+        """``what()`` once true; ``message`` (or its call) if it never is."""
         deadline = time.monotonic() + timeout
         while True:
             value = what()
             if value or time.monotonic() > deadline:
-                self.assertTrue(value, message)
+                self.assertTrue(value, message() if callable(message)
+                                else message)
                 return value
             time.sleep(0.2)
 
@@ -131,9 +135,9 @@ class TestServerOutage(ServerOutageTestCase):
         time.sleep(2)
         self.server_back()
 
-        self.wait_for(lambda: not plugin_threads(), 60,
-                      'the settlers and renewers did not end: %s'
-                      % plugin_threads())
+        self.wait_for(lambda: not plugin_threads(self.migration), 60,
+                      lambda: 'the settlers and renewers did not end: %s'
+                      % plugin_threads(self.migration))
         self.assertEqual('completed', self.migration_row()['state'])
         self.assert_settled(alloc, dest_addr)
         self.assertIsNotNone(self.vf_interface(moved))
@@ -142,8 +146,9 @@ class TestServerOutage(ServerOutageTestCase):
     def test_server_back_after_the_bound(self):
         self.override(migration={'settle_max_time': 3})
         alloc, dest_addr, moved = self.hooks_without_server()
-        self.wait_for(lambda: not plugin_threads(), 60,
-                      'the settlers did not give up: %s' % plugin_threads())
+        self.wait_for(lambda: not plugin_threads(self.migration), 60,
+                      lambda: 'the settlers did not give up: %s'
+                      % plugin_threads(self.migration))
         # Their last calls expire in the queue (RabbitMQ drops a call
         # after its timeout): the server finds none of them.
         time.sleep(RPC_TIMEOUT + 1)
