@@ -27,6 +27,8 @@ than the cap raise ``VersionTooNew`` locally (check with
 ``can_send_version`` first).
 """
 
+import typing
+
 from oslo_config import cfg
 import oslo_messaging as messaging
 
@@ -94,7 +96,8 @@ class VfpoolAPI:
 
     def release(self, context, instance_uuid: str,
                 host: str | None = None) -> int:
-        kwargs = {} if host is None else {'host': host}
+        kwargs: dict[str, typing.Any] = {} if host is None else {
+            'host': host}
         return self._call(context, '1.0', 'release',
                           instance_uuid=instance_uuid, **kwargs)
 

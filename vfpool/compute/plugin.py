@@ -67,6 +67,8 @@ from vfpool import rpcapi
 from vfpool import utils
 
 LOG = logging.getLogger(__name__)
+# A background worker of one kind, returned as the kind it was started as.
+_W = typing.TypeVar('_W', bound=background.Worker)
 
 ConnectionArg = typing.Union[libvirt.virConnect,
                              typing.Callable[[], libvirt.virConnect], None]
@@ -205,12 +207,12 @@ class VFMigrationPlugin:
             worker.stop(timeout=timeout)
 
     def _start(self, kind: str, migration_uuid: str,
-               worker: background.Worker) -> background.Worker:
+               worker: _W) -> _W:
         """Run ``worker`` unless one of its kind runs for the migration."""
         with self._lock:
             running = self._workers.get((kind, migration_uuid))
             if running is not None and running.is_alive():
-                return running
+                return typing.cast(_W, running)
             self._workers[(kind, migration_uuid)] = worker
         worker.start()
         return worker
