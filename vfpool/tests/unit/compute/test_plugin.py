@@ -4,19 +4,18 @@ vfpool itself is real here: the server's manager on oslo.messaging's
 ``fake://`` driver and a SQLite database with the real migrations; the DB
 is checked after each step.  libvirt is either its test driver (which
 refuses every attach and detach: a real libvirt failure) or
-:class:`StandInDomain`, a stand-in for a libvirt domain that plugs and
-unplugs devices in memory, delivers device events through the callbacks
-the plugin registered, and fails attaches on demand.  The flow against a
-real QEMU is in vfpool/tests/functional/compute/test_migration.py.
+``vfpool.tests.libvirt_standins.StandInDomain``, a stand-in for a libvirt
+domain that plugs and unplugs devices in memory, delivers device events
+through the callbacks the plugin registered, and fails attaches on demand.
+The flow against a real QEMU is in
+vfpool/tests/functional/compute/test_migration.py.
 """
 
 import copy
 import datetime
-import itertools
 import threading
 import time
 import uuid
-from xml.etree import ElementTree as ET
 
 import fixtures
 import libvirt
@@ -38,150 +37,16 @@ from vfpool import rpcapi
 from vfpool.tests.api_cases import vf_table
 from vfpool.tests import fixtures as vfpool_fixtures
 from vfpool.tests import inventory as inv
+from vfpool.tests.libvirt_standins import device_alias
+from vfpool.tests.libvirt_standins import libvirt_error
+from vfpool.tests.libvirt_standins import StandInConnection
+from vfpool.tests.libvirt_standins import StandInDomain
 
 SRC = 'src-host'
 DST = 'dst-host'
 STANDBY_ALIAS = 'ua-standby'
 _LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
 _CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
-
-
-def _alias(device_xml: str) -> str | None:
-    alias = ET.fromstring(device_xml).find('alias')
-    return alias.get('name') if alias is not None else None
-
-
-def _libvirt_error(message: str) -> libvirt.libvirtError:
-    # libvirtError picks up the thread's last libvirt error, if any.
-    libvirt.virResetLastError()
-    return libvirt.libvirtError(message)
-
-
-class StandInConnection:
-    """The event half of ``libvirt.virConnect``: callbacks by id."""
-
-    def __init__(self) -> None:
-        self._ids = itertools.count(1)
-        self.callbacks: dict[int, tuple] = {}
-
-    def domainEventRegisterAny(self, dom, event_id, callback, opaque):
-        callback_id = next(self._ids)
-        self.callbacks[callback_id] = (event_id, callback, opaque)
-        return callback_id
-
-    def domainEventDeregisterAny(self, callback_id):
-        self.callbacks.pop(callback_id, None)
-
-    def emit(self, dom, event_id: int, alias: str) -> None:
-        for ev, callback, opaque in list(self.callbacks.values()):
-            if ev == event_id:
-                callback(self, dom, alias, opaque)
-
-
-class StandInDomain:
-    """A stand-in for ``libvirt.virDomain`` with devices kept in memory.
-
-    ``attach_failures``: how many attach calls fail before they succeed.
-    ``refused_addresses``: VF PCI addresses whose hostdev never attaches.
-    ``stuck_aliases``: devices the "guest" never releases (no event).
-    ``lost_replies``: how many attach calls plug the device and then fail
-    as a dropped connection does (the caller cannot tell it worked);
-    with ``stays_down`` the connection does not come back: every later
-    call that would reach libvirtd fails too.
-    ``on_attach``: called at the start of every attach call.
-    """
-
-    def __init__(self, conn: StandInConnection, interfaces=(),
-                 attach_failures: int = 0, refused_addresses=(),
-                 stuck_aliases=(), lost_replies: int = 0,
-                 stays_down: bool = False, on_attach=None) -> None:
-        self.conn = conn
-        self.uuid = str(uuid.uuid4())
-        self.live = list(interfaces)
-        self.config = list(interfaces)
-        self.attach_failures = attach_failures
-        self.refused_addresses = set(refused_addresses)
-        self.stuck_aliases = set(stuck_aliases)
-        self.lost_replies = lost_replies
-        self.stays_down = stays_down
-        self.on_attach = on_attach
-        self.down = False
-        self.attach_calls: list[str] = []
-        self.detach_calls: list[tuple[str, int]] = []
-
-    def _reach_libvirtd(self) -> None:
-        if self.down:
-            raise _libvirt_error('stand-in: Cannot write data: Broken pipe')
-
-    def UUIDString(self) -> str:
-        return self.uuid
-
-    def name(self) -> str:
-        return 'stand-in-' + self.uuid[:8]
-
-    def connect(self) -> StandInConnection:
-        return self.conn
-
-    def isActive(self) -> int:
-        self._reach_libvirtd()
-        return 1
-
-    def isPersistent(self) -> int:
-        self._reach_libvirtd()
-        return 1
-
-    def XMLDesc(self, flags: int = 0) -> str:
-        self._reach_libvirtd()
-        devices = (self.config if flags & libvirt.VIR_DOMAIN_XML_INACTIVE
-                   else self.live)
-        return ('<domain type="qemu"><name>%s</name><uuid>%s</uuid>'
-                '<devices>%s</devices></domain>'
-                % (self.name(), self.uuid, ''.join(devices)))
-
-    def aliases(self, inactive: bool = False) -> set:
-        return vf_xml.device_aliases(self.XMLDesc(
-            libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else 0))
-
-    def attachDeviceFlags(self, device_xml: str, flags: int) -> int:
-        if self.on_attach is not None:
-            self.on_attach()
-        self._reach_libvirtd()
-        self.attach_calls.append(device_xml)
-        if self.attach_failures > 0:
-            self.attach_failures -= 1
-            raise _libvirt_error('stand-in: attach refused')
-        infos = vf_xml.parse_interfaces(
-            '<domain><devices>%s</devices></domain>' % device_xml)
-        if infos and infos[0].pci_address in self.refused_addresses:
-            raise _libvirt_error('stand-in: VF %s is broken'
-                                 % infos[0].pci_address)
-        alias = _alias(device_xml)
-        if flags & _LIVE:
-            if alias in self.aliases():
-                raise _libvirt_error('non unique alias detected: %s' % alias)
-            self.live.append(device_xml)
-            self.conn.emit(self, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_ADDED,
-                           alias)
-        if flags & _CONFIG:
-            self.config.append(device_xml)
-        if self.lost_replies > 0:
-            self.lost_replies -= 1
-            self.down = self.stays_down
-            raise _libvirt_error('stand-in: End of file while reading '
-                                 'data: Input/output error')
-        return 0
-
-    def detachDeviceFlags(self, device_xml: str, flags: int) -> int:
-        self._reach_libvirtd()
-        alias = _alias(device_xml)
-        self.detach_calls.append((alias, flags))
-        if flags & _CONFIG:
-            self.config = [d for d in self.config if _alias(d) != alias]
-        if flags & _LIVE and alias not in self.stuck_aliases:
-            self.live = [d for d in self.live if _alias(d) != alias]
-            self.conn.emit(self, libvirt.VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED,
-                           alias)
-        return 0
 
 
 class CountingClient:
@@ -1121,7 +986,7 @@ class TestDetachFailure(PluginTestCase):
             self.ctxt, self.instance, self.migration, SRC, DST)
 
         def lookupByUUIDString(value):
-            raise _libvirt_error('Domain not found: %s' % value)
+            raise libvirt_error('Domain not found: %s' % value)
         conn = type('Conn', (), {})()
         conn.lookupByUUIDString = lookupByUUIDString
 
@@ -1156,7 +1021,7 @@ class TestDetachFailure(PluginTestCase):
         # libvirt_ops put the stuck one back in the persistent definition,
         # then the plugin re-attached the first one.
         self.assertEqual(['ua-port-1', 'ua-port-0'],
-                         [_alias(x) for x in dom.attach_calls])
+                         [device_alias(x) for x in dom.attach_calls])
         for pair in pairs:
             self._assert_aborted(pair)
 
@@ -1165,7 +1030,7 @@ class TestDetachFailure(PluginTestCase):
             self.ctxt, self.instance, self.migration, SRC, DST)
 
         def lookupByUUIDString(value):
-            raise _libvirt_error('Domain not found: %s' % value)
+            raise libvirt_error('Domain not found: %s' % value)
         conn = type('Conn', (), {})()
         conn.lookupByUUIDString = lookupByUUIDString
         src_plugin = self.plugin(SRC, connection=conn)

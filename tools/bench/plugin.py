@@ -29,27 +29,19 @@ where that harness is missing, an in-memory stand-in for libvirt
 guest stays on one libvirtd while the inventory moves it between two
 host names, which is all the plugin sees.
 
-Standalone: ``python tools/bench_plugin.py [--backend sqlite] [--calls N]``.
-tools/bench.py picks up :data:`EXTRA_SECTIONS` and runs it for each of its
-backends and inventories (with its ``SectionContext``).
+Standalone: ``python tools/bench plugin [--backend sqlite] [--calls N]``.
+The benchmark runs :data:`EXTRA_SECTIONS` for each of its backends and
+inventories (with its ``SectionContext``).
 """
 
 import argparse
 import atexit
-import os
-import sys
 import threading
 import time
 import types
 import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-if os.path.dirname(HERE) not in sys.path:
-    sys.path.insert(0, os.path.dirname(HERE))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
-
-from bench import percentile  # noqa: E402  (tools/ is not a package)
+from bench.results import percentile
 
 #: Migrations measured per run when the caller does not say (each costs
 #: ~0.1-0.2 s of real guest time under QEMU/TCG).
@@ -170,12 +162,12 @@ def start_guest(mode: str, alloc: dict, alias: str):
         libvirt_ops.attach_device(dom, device, alias)
         hosts.wait_guest_nic(dom, alloc['mac'])
         return dom, (lambda: hosts.remove_guest(dom.UUIDString()))
-    from vfpool.tests.unit.compute import test_plugin
+    from vfpool.tests import libvirt_standins
     standby = ('<interface type="user"><mac address="%s"/>'
                '<model type="virtio"/><teaming type="persistent"/>'
                '<alias name="ua-standby"/></interface>' % STANDBY_MAC)
-    dom = test_plugin.StandInDomain(test_plugin.StandInConnection(),
-                                    [standby])
+    dom = libvirt_standins.StandInDomain(
+        libvirt_standins.StandInConnection(), [standby])
     dom.attachDeviceFlags(device, libvirt.VIR_DOMAIN_AFFECT_LIVE |
                           libvirt.VIR_DOMAIN_AFFECT_CONFIG)
     return dom, (lambda: None)
@@ -193,7 +185,7 @@ def _inventory(bus: int, vfs: int) -> dict:
 def plugin_overhead(ctx) -> list[str]:
     """The EXTRA_SECTIONS entry: time the hooks of N migrations.
 
-    ``ctx`` is tools/bench.py's SectionContext or any namespace with
+    ``ctx`` is bench.sections.SectionContext or any namespace with
     ``stack`` (a running ServiceStack), ``client``, ``ctxt`` and ``args``
     (``calls``, ``warmup``; optional ``plugin_migrations`` and
     ``plugin_libvirt``).  Prints and returns its lines; adds rows to the
@@ -337,7 +329,7 @@ def _report(ctx, mode: str, pings: list, samples: list,
     return lines
 
 
-#: Picked up by tools/bench.py: callables taking its SectionContext.
+#: Picked up by bench.sections: callables taking its SectionContext.
 EXTRA_SECTIONS = [plugin_overhead]
 
 
@@ -371,7 +363,3 @@ def main(argv: list[str] | None = None) -> int:
         stack.cleanUp()
     return 1 if any('stopped early' in line or 'no migration' in line
                     for line in lines) else 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())
