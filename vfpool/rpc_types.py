@@ -79,3 +79,5 @@ class Capacity(typing.TypedDict):
 class Ping(typing.TypedDict):
     host: str
     version: str
+    # Which worker process answered (1.4); older servers leave it out.
+    pid: typing.NotRequired[int]

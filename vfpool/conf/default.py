@@ -23,6 +23,15 @@ default_opts = [
         default='vfpool',
         help='RPC topic the servers listen on. Every server, agent and '
              'compute plugin of one deployment must use the same topic.'),
+    cfg.IntOpt(
+        'workers',
+        min=1,
+        sample_default='<number of CPUs>',
+        help='vfpool-server only: worker processes, each consuming from '
+             'the RPC topic with its own broker and database '
+             'connections. The default is the number of CPUs of the '
+             'host, as for nova-conductor. Any number of workers and '
+             'servers may share one database.'),
 ]
 
 

@@ -8,6 +8,7 @@ here and leaves as ``ServiceError``, never as a bare ``RemoteError``.
 
 import functools
 import inspect
+import os
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -173,7 +174,9 @@ class Manager:
 
     @endpoint
     def ping(self, context) -> rpc_types.Ping:
-        return {'host': self.conf.host, 'version': RPC_API_VERSION}
+        # ``pid`` says which worker process answered (added in 1.4).
+        return {'host': self.conf.host, 'version': RPC_API_VERSION,
+                'pid': os.getpid()}
 
     @endpoint
     def replace_allocation(self, context, instance_uuid, host, address,

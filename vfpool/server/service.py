@@ -1,5 +1,6 @@
 """vfpool-server as an oslo.service service (threading backend)."""
 
+import os
 import typing
 
 from oslo_config import cfg
@@ -19,7 +20,8 @@ class RPCService(service.Service):
     """RPC server on the vfpool topic plus the periodic lease reaper.
 
     Connections to the broker and the database are made in ``start``,
-    that is in the worker process, never inherited across a fork.
+    that is in the worker process, never inherited across a fork: every
+    worker builds its own transport and its own engine.
     """
 
     def __init__(self, conf: cfg.ConfigOpts):
@@ -31,6 +33,10 @@ class RPCService(service.Service):
 
     def start(self):
         super().start()
+        if db_api.context_manager.is_started:
+            # A facade started before the fork (a tool, a test): its pooled
+            # connections belong to the parent; this worker opens its own.
+            db_api.get_engine().dispose(close=False)
         db_api.configure(self.conf)
         notifier = notifications.Notifier(self.conf)
         self.transport = rpc.get_transport(self.conf)
@@ -38,11 +44,13 @@ class RPCService(service.Service):
         self.rpcserver = rpc.get_server(self.conf, self.transport,
                                         endpoints)
         self.rpcserver.start()
+        # Every worker reaps: each expiry is a compare-and-swap, so two
+        # workers racing for one lapsed claim free it once.
         self.tg.add_timer_args(self.conf.pool.reaper_interval,
                                reaper.LeaseReaper(notifier),
                                initial_delay=self.conf.pool.reaper_interval,
                                stop_on_exception=False)
-        LOG.info('vfpool-server %s listening on topic %s',
+        LOG.info('vfpool-server %s worker listening on topic %s',
                  self.conf.host, self.conf.rpc_topic)
 
     def stop(self, graceful=True):
@@ -57,6 +65,13 @@ class RPCService(service.Service):
             self.transport.cleanup()
 
 
+def workers(conf: cfg.ConfigOpts) -> int:
+    """``[DEFAULT] workers``, or the number of CPUs when unset."""
+    return conf.workers or os.cpu_count() or 1
+
+
 def launch(conf: cfg.ConfigOpts):
-    return service.launch(conf, RPCService(conf), workers=1,
+    count = workers(conf)
+    LOG.info('Starting %d vfpool-server worker process(es)', count)
+    return service.launch(conf, RPCService(conf), workers=count,
                           restart_method='mutate')

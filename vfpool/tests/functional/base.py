@@ -208,7 +208,11 @@ class ServiceStack(fixtures.Fixture):
                         'control_exchange': self.exchange,
                         'rpc_topic': self.topic,
                         'state_path': self.workdir,
-                        'debug': 'false'},
+                        'debug': 'false',
+                        # One worker per server unless a test asks for
+                        # more: the default (one per CPU) would double
+                        # every test's processes on a 2-core machine.
+                        'workers': 1},
             'database': {'connection': self.database.url},
             'pool': {'reaper_interval': 1},
         }
