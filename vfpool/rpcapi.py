@@ -18,6 +18,8 @@ API version history:
         answering differently.
 * 1.3 - get_capacity (which of many candidate hosts could take a set of
         VF requests, in one call: for a scheduler filter)
+* 1.4 - report_inventory(digest=...): an unchanged snapshot costs the
+        server one UPDATE; ping also answers the worker's ``pid``
 
 Every method is a ``call``.  Errors arrive as the very classes of
 ``vfpool.exception`` that the server raised.  A client caps what it
@@ -35,7 +37,7 @@ import oslo_messaging as messaging
 from vfpool import rpc
 from vfpool import rpc_types
 
-RPC_API_VERSION = '1.3'
+RPC_API_VERSION = '1.4'
 
 
 class VersionTooNew(Exception):
@@ -82,8 +84,17 @@ class VfpoolAPI:
 
     # 1.0
 
-    def report_inventory(self, context, host: str,
-                         pfs: list) -> rpc_types.InventoryCounts:
+    def report_inventory(self, context, host: str, pfs: list,
+                         digest: str | None = None
+                         ) -> rpc_types.InventoryCounts:
+        """``digest`` (1.4): ``vfpool.utils.snapshot_digest(pfs)``.
+
+        Sent when the cap allows, else left out: a capped client reports
+        in full, as before 1.4.
+        """
+        if digest is not None and self.can_send_version('1.4'):
+            return self._call(context, '1.4', 'report_inventory', host=host,
+                              pfs=pfs, digest=digest)
         return self._call(context, '1.0', 'report_inventory', host=host,
                           pfs=pfs)
 

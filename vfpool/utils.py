@@ -1,6 +1,8 @@
 """Small helpers shared by the server and its clients."""
 
 import datetime
+import hashlib
+import json
 import typing
 
 
@@ -29,3 +31,17 @@ def reclaim_request_id(migration_uuid: str) -> str:
     either answers a retry of the other the same way.
     """
     return 'reclaim-%s' % migration_uuid
+
+
+def snapshot_digest(pfs: list) -> str:
+    """SHA-256 of an inventory snapshot as the agent sends it (RPC 1.4).
+
+    The agent sends it with every report and the server computes it again
+    from the ``pfs`` it received: the server only skips the work of a
+    report whose snapshot is byte for byte the one it last applied for
+    that host, whatever the agent claims.
+    """
+    # default=repr: never raises; what is not JSON fails validation later.
+    text = json.dumps(pfs, sort_keys=True, separators=(',', ':'),
+                      default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -18,6 +18,7 @@ _MAC_RE = re.compile(r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$')
 _UUID_RE = re.compile(
     r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
 _HEX4_RE = re.compile(r'^[0-9a-f]{4}$')
+_SHA256_RE = re.compile(r'^[0-9a-f]{64}$')
 
 MAX_LEASE_SECONDS = 7 * 24 * 3600
 
@@ -51,6 +52,7 @@ pci_address = _pattern(_PCI_RE, 'a PCI address like 0000:05:10.1')
 mac_address = _pattern(_MAC_RE, 'a MAC address like fa:16:3e:00:00:01')
 uuid = _pattern(_UUID_RE, 'a UUID')
 hex_id = _pattern(_HEX4_RE, 'a 4-digit hexadecimal ID like 8086')
+sha256 = _pattern(_SHA256_RE, 'a SHA-256 digest in hex')
 
 
 def name(field: str, value: Any) -> str:

@@ -39,6 +39,7 @@ from vfpool.libvirt_import import libvirt
 from vfpool import rpc
 from vfpool import rpc_types
 from vfpool import rpcapi
+from vfpool import utils
 
 LOG = logging.getLogger(__name__)
 
@@ -145,7 +146,9 @@ class Reporter:
         context = vfpool_context.RequestContext(is_admin=True)
         self.sending.set()
         try:
-            counts = self.api.report_inventory(context, self.conf.host, pfs)
+            counts = self.api.report_inventory(
+                context, self.conf.host, pfs,
+                digest=utils.snapshot_digest(pfs))
         finally:
             self.sending.clear()
         per_network: collections.Counter[str] = collections.Counter()

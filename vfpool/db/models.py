@@ -64,6 +64,10 @@ class Host(TimestampMixin, Base):
         sa.String(255), nullable=True)
     last_report_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
         DateTime, nullable=True)
+    #: utils.snapshot_digest of the last report applied in full; NULL
+    #: when unknown, which makes the next report a full one.
+    report_digest: orm.Mapped[str | None] = orm.mapped_column(
+        sa.String(64), nullable=True)
 
 
 class PhysicalFunction(TimestampMixin, Base):

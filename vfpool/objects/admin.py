@@ -3,7 +3,9 @@
 Nothing here is reachable over RPC.  Every write is a compare-and-swap
 through :mod:`vfpool.objects.vf`, so an operator command that races with
 a server (a claim, a report, the reaper) either wins cleanly or changes
-nothing and says so.
+nothing and says so.  Every write also makes the host's next report a
+full one (``host.forget_report``): an operator's repair is re-checked
+against what the agent sees.
 """
 
 import typing
@@ -137,6 +139,7 @@ def reserve(context, host: str, address: str,
         models.RESERVED, reserved_reason=reason)
     if not done:
         raise _conflict(vf, 'only an available VF can be reserved')
+    host_obj.forget_report(session, host_id)
     return _get(session, host, address)[1]
 
 
@@ -152,6 +155,7 @@ def unreserve(context, host: str, address: str) -> dict:
         models.AVAILABLE, reserved_reason=None, **vf_obj.FREE_VALUES)
     if not done:
         raise _conflict(vf, 'only a reserved VF can be unreserved')
+    host_obj.forget_report(session, host_id)
     return _get(session, host, address)[1]
 
 
@@ -200,10 +204,13 @@ def leaks(context) -> list[dict]:
 def _swap(session, host: str, address: str, generation: int, criteria,
           to_state: str, **values) -> bool:
     host_id = host_obj.get_by_name(session, host).id
-    return bool(vf_obj.transition(
+    done = bool(vf_obj.transition(
         session, sa.and_(VF.host_id == host_id, VF.address == address,
                          VF.generation == generation, criteria),
         to_state, **values))
+    if done:
+        host_obj.forget_report(session, host_id)
+    return done
 
 
 @db_api.retry_on_deadlock

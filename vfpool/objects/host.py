@@ -51,19 +51,57 @@ def _restored_state(vf: models.VirtualFunction) -> str:
 
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
-def report_inventory(context, host: str, pfs: list[dict]) -> dict:
+def report_unchanged(context, host: str, digest: str) -> bool:
+    """Record a report of the very snapshot last applied, if it is that.
+
+    One UPDATE, guarded by the digest stored by the last full report:
+    True when it matched (the host's ``last_report_at`` moved, nothing
+    else changed), False when the report must be applied in full.  What
+    a report reconciles (inventory columns, VFs present or ``missing``)
+    is written by :func:`report_inventory` alone: every other write of a
+    VF goes through ``vf.transition``, which keeps a ``missing`` VF
+    missing, so claims and releases never make the digest stale.
+    """
+    return bool(context.session.execute(
+        sa.update(Host).where(Host.name == host,
+                              Host.report_digest == digest)
+        .values(last_report_at=timeutils.utcnow())
+        .execution_options(synchronize_session=False)).rowcount)
+
+
+def forget_report(session, host_id: int) -> None:
+    """Make the host's next report a full one (after an operator's edit)."""
+    session.execute(
+        sa.update(Host).where(Host.id == host_id,
+                              Host.report_digest.is_not(None))
+        .values(report_digest=None)
+        .execution_options(synchronize_session=False))
+
+
+def unchanged_counts(pfs: list[dict]) -> dict:
+    """What :func:`report_inventory` answers for a snapshot it had."""
+    return dict(added=0, removed=0, updated=0,
+                unchanged=sum(len(pf['vfs']) for pf in pfs))
+
+
+@db_api.retry_on_deadlock
+@db_api.context_manager.writer
+def report_inventory(context, host: str, pfs: list[dict],
+                     digest: str | None = None) -> dict:
     """Make the DB match a full snapshot of one host.
 
     Owned VFs are never deleted: a VF that is no longer reported becomes
     ``missing`` and keeps its owner until it is released.  Every change
     of a VF is a compare-and-swap on its generation, so a claim that
     races with a report either lands first (and is kept) or makes the
-    report start over.
+    report start over.  ``digest`` (the snapshot's, or None) is stored
+    in the same transaction, for :func:`report_unchanged`.
     """
     session = context.session
     now = timeutils.utcnow()
     host_row = _get_or_create(session, host, now)
     host_row.last_report_at = now
+    host_row.report_digest = digest
     counts = dict(added=0, removed=0, updated=0, unchanged=0)
 
     pf_rows = {p.address: p for p in session.execute(

@@ -24,11 +24,12 @@ from vfpool.objects import host as host_obj
 from vfpool.objects import instance as instance_obj
 from vfpool.objects import migration as migration_obj
 from vfpool import rpc_types
+from vfpool import utils
 from vfpool import validation as v
 
 LOG = logging.getLogger(__name__)
 
-RPC_API_VERSION = '1.3'
+RPC_API_VERSION = '1.4'
 
 
 def endpoint(func):
@@ -74,11 +75,28 @@ class Manager:
     # 1.0
 
     @endpoint
-    def report_inventory(self, context, host, pfs,
+    def report_inventory(self, context, host, pfs, digest=None,
                          ) -> rpc_types.InventoryCounts:
+        """``digest`` (1.4): the agent's ``utils.snapshot_digest(pfs)``.
+
+        When it is right and equals the digest of the last snapshot
+        applied for the host, the report costs one UPDATE: that very
+        snapshot was validated and applied before.  Otherwise (a wrong or
+        stale digest, one the server forgot) the report is checked and
+        applied in full, and the snapshot's own digest stored with it;
+        without a digest (a 1.3 agent) nothing is stored.
+        """
         host = v.name('host', host)
+        if digest is not None:
+            sent = v.sha256('digest', digest)
+            digest = utils.snapshot_digest(pfs)
+            if sent != digest:
+                LOG.debug('Digest of %s does not match its snapshot', host)
+            elif host_obj.report_unchanged(context, host, digest):
+                LOG.debug('Inventory of %s unchanged', host)
+                return host_obj.unchanged_counts(pfs)
         pfs = v.inventory('pfs', pfs)
-        counts = host_obj.report_inventory(context, host, pfs)
+        counts = host_obj.report_inventory(context, host, pfs, digest)
         LOG.info('Inventory of %s: %s', host, counts)
         return counts
 

@@ -13,6 +13,7 @@ from vfpool.db import models
 from vfpool.tests import api_cases
 from vfpool.tests import capacity_cases
 from vfpool.tests.functional import base
+from vfpool.tests import report_cases
 
 
 class _Stack(testresources.TestResourceManager):
@@ -52,6 +53,7 @@ def empty_tables(engine) -> None:
 class TestApi(testscenarios.WithScenarios, api_cases.ApiBehaviour,
               api_cases.BadInputBehaviour,
               capacity_cases.CapacityBehaviour,
+              report_cases.ReportDigestBehaviour,
               testresources.ResourcedTestCase, base.FunctionalTestCase):
     scenarios = SCENARIOS
 

@@ -5,10 +5,12 @@ import testtools
 from vfpool.tests import api_cases
 from vfpool.tests import capacity_cases
 from vfpool.tests import fixtures
+from vfpool.tests import report_cases
 
 
 class TestApi(api_cases.ApiBehaviour, api_cases.BadInputBehaviour,
               capacity_cases.CapacityBehaviour,
+              report_cases.ReportDigestBehaviour,
               testtools.TestCase):
     def setUp(self):
         super().setUp()

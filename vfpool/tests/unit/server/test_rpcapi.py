@@ -7,6 +7,7 @@ from vfpool import rpcapi
 from vfpool.server import manager
 from vfpool.tests import fixtures
 from vfpool.tests import inventory as inv
+from vfpool import utils
 
 
 class OldManager(manager.Manager):
@@ -27,6 +28,12 @@ class Manager12(manager.Manager):
     target = messaging.Target(version='1.2')
 
 
+class Manager13(manager.Manager):
+    """A server still on RPC 1.3, as during the upgrade to 1.4."""
+
+    target = messaging.Target(version='1.3')
+
+
 class TestVersionCap(testtools.TestCase):
     def setUp(self):
         super().setUp()
@@ -36,8 +43,8 @@ class TestVersionCap(testtools.TestCase):
     def test_uncapped_client_sends_newest_version(self):
         client = self.useFixture(fixtures.FakeRPC(self.conf)).client
         self.assertEqual(rpcapi.RPC_API_VERSION, client.version_cap)
-        self.assertTrue(client.can_send_version('1.3'))
-        self.assertEqual('1.3', client.ping(None)['version'])
+        self.assertTrue(client.can_send_version('1.4'))
+        self.assertEqual('1.4', client.ping(None)['version'])
 
     def test_capped_client_keeps_working_with_old_server(self):
         self.conf.set_override('vfpool', '1.0', group='upgrade_levels')
@@ -147,3 +154,39 @@ class TestVersionCap13(testtools.TestCase):
         client = self.old_server()
         self.assertRaises(messaging.UnsupportedVersion, client.get_capacity,
                           None, ['h1'], [inv.request()])
+
+
+class TestVersionCap14(testtools.TestCase):
+    """``report_inventory(digest=...)`` (1.4) during the upgrade from 1.3."""
+
+    def setUp(self):
+        super().setUp()
+        self.conf = self.useFixture(fixtures.Conf()).conf
+        self.useFixture(fixtures.Database())
+        self.pfs = [inv.pf(5, 2)]
+        self.digest = utils.snapshot_digest(self.pfs)
+
+    def old_server(self, cap=None):
+        if cap is not None:
+            self.conf.set_override('vfpool', cap, group='upgrade_levels')
+        rpc = fixtures.FakeRPC(self.conf)
+        rpc.manager_class = Manager13
+        return self.useFixture(rpc).client
+
+    def test_capped_client_reports_in_full_to_a_1_3_server(self):
+        client = self.old_server(cap='1.3')
+        self.assertFalse(client.can_send_version('1.4'))
+        self.assertEqual(2, client.report_inventory(
+            None, 'h1', self.pfs, digest=self.digest)['added'])
+        self.assertEqual(2, client.report_inventory(
+            None, 'h1', self.pfs, digest=self.digest)['unchanged'])
+        self.assertIn('version', client.ping(None))
+
+    def test_1_3_server_refuses_a_digest(self):
+        client = self.old_server()
+        self.assertRaises(messaging.UnsupportedVersion,
+                          client.report_inventory, None, 'h1', self.pfs,
+                          digest=self.digest)
+        # Without one the report is a 1.0 call, which it takes.
+        self.assertEqual(2, client.report_inventory(
+            None, 'h1', self.pfs)['added'])

@@ -1,0 +1,23 @@
+"""RPC 1.4: the digest of each host's last report applied in full.
+
+``hosts.report_digest`` lets the server recognise an unchanged report
+with one UPDATE; NULL (every existing host) means the next report is a
+full one.
+
+Revision ID: d3c2e1f00003
+Revises: c2b1d0e70002
+Create Date: 2026-12-01
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+revision = 'd3c2e1f00003'
+down_revision = 'c2b1d0e70002'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column('hosts', sa.Column('report_digest', sa.String(64),
+                                     nullable=True))
