@@ -170,9 +170,11 @@ class TestWithoutLibvirt(testtools.TestCase):
         self.tmp = tmp
         self.conf_file = os.path.join(tmp, 'vfpool.conf')
         with open(self.conf_file, 'w') as f:
+            # One worker: the server runs in this test's process, which
+            # stops it with SIGTERM once it listens.
             f.write('[DEFAULT]\nstate_path = %s\ntransport_url = fake:/\n'
                     'rpc_topic = bare-%s\ncontrol_exchange = bare-%s\n'
-                    % (tmp, os.getpid(), os.getpid()))
+                    'workers = 1\n' % (tmp, os.getpid(), os.getpid()))
 
     def _loaded(self, out: str) -> list:
         line = [x for x in out.splitlines() if x.startswith('LOADED ')]
