@@ -126,16 +126,19 @@ class Runner:
 
     # -- migrations --------------------------------------------------------
 
-    def _allocate(self, job: Job) -> None:
+    def allocate_args(self, job: Job) -> tuple:
+        """(instance_uuid, host, requests, request_id) of a new instance."""
         job.instance_uuid = str(uuid.uuid4())
         mac = 'fa:16:3e:%02x:%02x:%02x' % tuple(
             self.rng.randrange(256) for _ in range(3))
-        self.client.allocate(
-            self.ctxt, job.instance_uuid, job.source,
-            [{'physical_network': PHYSNET, 'vendor_id': VENDOR_ID,
-              'product_id': VF_PRODUCT_ID, 'numa_node': 0, 'mac': mac,
-              'vlan': 100, 'port_id': str(uuid.uuid4())}],
-            'bench-%s' % uuid.uuid4().hex)
+        return (job.instance_uuid, job.source,
+                [{'physical_network': PHYSNET, 'vendor_id': VENDOR_ID,
+                  'product_id': VF_PRODUCT_ID, 'numa_node': 0, 'mac': mac,
+                  'vlan': 100, 'port_id': str(uuid.uuid4())}],
+                'bench-%s' % uuid.uuid4().hex)
+
+    def _allocate(self, job: Job) -> None:
+        self.client.allocate(self.ctxt, *self.allocate_args(job))
 
     def _release(self, job: Job) -> None:
         if job.instance_uuid:

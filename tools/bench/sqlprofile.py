@@ -29,37 +29,36 @@ class SQLProfile:
     def _add(self, key, seconds):
         self.stats.setdefault(key, []).append(seconds)
 
+    #: Dialect methods timed besides the statements: the pool's pre-ping,
+    #: COMMIT and ROLLBACK (the pool's reset-on-return is one).
+    HOOKS = (('do_ping', '<pool pre-ping>'), ('do_commit', '<COMMIT>'),
+             ('do_rollback', '<ROLLBACK>'))
+
     def __enter__(self):
         import sqlalchemy as sa
         sa.event.listen(self.engine, 'before_cursor_execute', self._start)
         sa.event.listen(self.engine, 'after_cursor_execute', self._end)
         dialect = self.engine.dialect
-        self._orig_ping = dialect.do_ping
-        self._orig_commit = dialect.do_commit
-
-        def do_ping(dbapi_connection):
-            t0 = time.perf_counter()
-            try:
-                return self._orig_ping(dbapi_connection)
-            finally:
-                self._add('<pool pre-ping>', time.perf_counter() - t0)
-
-        def do_commit(dbapi_connection):
-            t0 = time.perf_counter()
-            try:
-                return self._orig_commit(dbapi_connection)
-            finally:
-                self._add('<COMMIT>', time.perf_counter() - t0)
-        dialect.do_ping = do_ping
-        dialect.do_commit = do_commit
+        self._orig = {name: getattr(dialect, name) for name, _ in self.HOOKS}
+        for name, key in self.HOOKS:
+            setattr(dialect, name, self._timed(self._orig[name], key))
         return self
+
+    def _timed(self, method, key):
+        def timed(dbapi_connection):
+            t0 = time.perf_counter()
+            try:
+                return method(dbapi_connection)
+            finally:
+                self._add(key, time.perf_counter() - t0)
+        return timed
 
     def __exit__(self, *exc):
         import sqlalchemy as sa
         sa.event.remove(self.engine, 'before_cursor_execute', self._start)
         sa.event.remove(self.engine, 'after_cursor_execute', self._end)
-        self.engine.dialect.do_ping = self._orig_ping
-        self.engine.dialect.do_commit = self._orig_commit
+        for name, method in self._orig.items():
+            setattr(self.engine.dialect, name, method)
 
     def reset(self):
         self.stats = {}
@@ -97,13 +96,16 @@ def _short_sql(statement: str, width: int = 200) -> str:
     return statement[:width]
 
 
+#: The calls profiled, in this order on the same instances.
+STEPS = ('allocate', 'prepare', 'complete')
+
+
 def sql_profile(runner: Runner, calls: int) -> None:
-    """prepare/complete called in this process on the same DB, profiled."""
+    """allocate/prepare/complete in this process on the same DB, profiled."""
     from vfpool.db import api as db_api
 
     plan = MigrationPlan(runner.inv, 'distinct', 1, runner.picker)
     jobs = [plan.job(0) for _ in range(calls + 10)]
-    runner._helpers_map(runner._allocate, jobs)
     # Point this process's facade at this inventory's DB (the other
     # stack may have patched it last).
     reset = db_api.use_connection(runner.stack.database.url)
@@ -112,7 +114,7 @@ def sql_profile(runner: Runner, calls: int) -> None:
     finally:
         reset()
     runner._helpers_map(runner._release, jobs)
-    for step in ('prepare', 'complete', 'floor'):
+    for step in STEPS + ('floor',):
         print('  SQL profile of %s in-process (%s, %s, %d calls):' % (
             step if step != 'floor' else 'the cheapest write transaction '
             '(1 UPDATE + COMMIT)', runner.backend, runner.inv.label, calls))
@@ -126,19 +128,25 @@ def sql_profile(runner: Runner, calls: int) -> None:
 def _sql_profile_calls(runner: Runner, jobs: list, calls: int) -> dict:
     from vfpool import context as vfpool_context
     from vfpool.db import api as db_api
+    from vfpool.objects import allocation as allocation_obj
     from vfpool.objects import migration as migration_obj
 
     prof = SQLProfile(db_api.get_engine())
     conf = runner.stack.conf
-    timings = {'prepare': 0.0, 'complete': 0.0}
+    timings = dict.fromkeys(STEPS, 0.0)
     out = {}
     with prof:
-        for step in ('prepare', 'complete'):
+        for step in STEPS:
             prof.reset()
             timings[step] = 0.0
             for n, job in enumerate(jobs):
                 ctxt = vfpool_context.get_admin_context()
-                if step == 'prepare':
+                if step == 'allocate':
+                    args = runner.allocate_args(job)
+                    fn = lambda: allocation_obj.allocate(  # noqa: E731
+                        ctxt, *args, numa_policy=conf.pool.numa_policy,
+                        mac_prefix=conf.pool.mac_prefix.lower())
+                elif step == 'prepare':
                     job.migration_uuid = str(uuid.uuid4())
                     fn = lambda: migration_obj.prepare(  # noqa: E731
                         ctxt, job.migration_uuid, job.instance_uuid,

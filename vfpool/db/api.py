@@ -132,6 +132,52 @@ def _sqlite_begin_immediate(engine: sqlalchemy.engine.Engine) -> None:
         return statement, parameters
 
 
+def _skip_idle_rollback(engine: sqlalchemy.engine.Engine) -> None:
+    """No ROLLBACK round trip for a MySQL connection just committed.
+
+    The pool rolls back every connection it takes back (reset on
+    return), also right after a COMMIT; oslo.db does not expose
+    ``pool_reset_on_return``.  A connection whose last act was a COMMIT
+    or a ROLLBACK, with no statement since, has nothing to roll back: the
+    rollback is skipped for it only.  A connection that ran anything
+    after (a reader that never committed, an error mid-way) is still
+    rolled back: MariaDB's status flags do not tell a read-only snapshot,
+    so the flag is kept here.  psycopg2 already skips the round trip when
+    idle, and SQLite has none.
+    """
+    if engine.dialect.name != 'mysql':
+        return
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def _raw(connection):
+        # The pool hands its proxy; statements see the DBAPI connection.
+        return getattr(connection, 'dbapi_connection', connection)
+
+    def do_commit(dbapi_connection) -> None:
+        commit(dbapi_connection)
+        _raw(dbapi_connection).vfpool_idle = True
+
+    def do_rollback(dbapi_connection) -> None:
+        raw = _raw(dbapi_connection)
+        if not getattr(raw, 'vfpool_idle', False):
+            rollback(dbapi_connection)
+            raw.vfpool_idle = True
+
+    @sqlalchemy.event.listens_for(engine, 'before_cursor_execute')
+    def _busy(conn, cursor, statement, parameters, context, executemany):
+        conn.connection.dbapi_connection.vfpool_idle = False
+
+    dialect.do_commit = do_commit
+    dialect.do_rollback = do_rollback
+
+
+def _tune(engine: sqlalchemy.engine.Engine) -> None:
+    """What every engine of vfpool gets on top of oslo.db's."""
+    _sqlite_begin_immediate(engine)
+    _skip_idle_rollback(engine)
+
+
 def _engine_options(conf: cfg.ConfigOpts) -> dict:
     db = conf.database
     return dict(
@@ -161,7 +207,7 @@ def configure(conf: cfg.ConfigOpts) -> None:
     if _configured or context_manager.is_started:
         return
     context_manager.configure(**_engine_options(conf))
-    _sqlite_begin_immediate(context_manager.writer.get_engine())
+    _tune(context_manager.writer.get_engine())
     _configured = True
 
 
@@ -178,7 +224,7 @@ def use_connection(url: str, **options):
     factory.configure(connection=url, sqlite_fk=True, **options)
     reset = context_manager.patch_factory(factory)
     engine = context_manager.writer.get_engine()
-    _sqlite_begin_immediate(engine)
+    _tune(engine)
 
     def _reset():
         engine.dispose()

@@ -27,6 +27,12 @@ def get_by_name(session, name: str) -> models.Host:
     return host
 
 
+def by_names(session, *names: str) -> dict:
+    """Known hosts among ``names``, by name, in one query."""
+    return {h.name: h for h in session.execute(
+        sa.select(Host).where(Host.name.in_(set(names)))).scalars()}
+
+
 def names_by_id(session, ids) -> dict:
     rows = session.execute(sa.select(Host.id, Host.name)
                            .where(Host.id.in_(set(ids)))).all()

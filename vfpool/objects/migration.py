@@ -153,10 +153,12 @@ def _host(session, name: str) -> models.Host | None:
         return None
 
 
-def _refuse_second(session, instance_uuid: str) -> None:
-    in_flight = session.connection().execute(
-        sa.select(Migration.uuid).where(
-            Migration.in_flight_instance_uuid == instance_uuid)).scalar()
+def _refuse_second(instance_uuid: str, in_flight: str | None) -> None:
+    """Another migration of the instance is in flight: refuse.
+
+    ``in_flight`` is read with the migration itself
+    (:func:`view.find_with_in_flight`).
+    """
     if in_flight is not None:
         raise exception.MigrationInProgress(instance_uuid=instance_uuid,
                                             migration_uuid=in_flight)
@@ -198,14 +200,16 @@ def _mark(session, migration_uuid: str, instance_uuid: str,
 
 def _prepare_new(session, migration_uuid: str, instance_uuid: str,
                  source_host: str, dest_host: str, lease_seconds: int,
-                 match_device_type: bool, numa_policy: str) -> list[dict]:
-    source = _host(session, source_host)
+                 match_device_type: bool, numa_policy: str,
+                 in_flight: str | None) -> list[dict]:
+    hosts = host_obj.by_names(session, source_host, dest_host)
+    source = hosts.get(source_host)
     sources = _sources(session, instance_uuid, source.id) if source else []
     busy = [vf.migration_uuid for vf in sources if vf.migration_uuid]
     if busy:
         raise exception.MigrationInProgress(instance_uuid=instance_uuid,
                                             migration_uuid=busy[0])
-    dest = _host(session, dest_host)
+    dest = hosts.get(dest_host)
     if not sources and (source is None or dest is None):
         # Nothing to move, and a host vfpool does not know: nothing to
         # record either (Nova prepares every live migration).
@@ -214,7 +218,7 @@ def _prepare_new(session, migration_uuid: str, instance_uuid: str,
         raise exception.HostNotFound(host=dest_host)
     if sources and dest.disabled:
         raise exception.HostDisabled(host=dest_host)
-    _refuse_second(session, instance_uuid)
+    _refuse_second(instance_uuid, in_flight)
     assert source is not None   # sources come from it
     migration_id = _insert(session, migration_uuid, instance_uuid,
                            source.id, dest.id, lease_seconds)
@@ -309,13 +313,14 @@ def prepare(context, migration_uuid: str, instance_uuid: str,
     migration only when vfpool knows both hosts.
     """
     session = context.session
-    row = view.find(session, migration_uuid)
+    row, in_flight = view.find_with_in_flight(session, migration_uuid,
+                                              instance_uuid)
     if row is not None:
         return _again(session, row, instance_uuid, source_host, dest_host,
                       lease_seconds, match_device_type, numa_policy)
     return _prepare_new(session, migration_uuid, instance_uuid, source_host,
                         dest_host, lease_seconds, match_device_type,
-                        numa_policy)
+                        numa_policy, in_flight)
 
 
 # begin, renew
@@ -445,13 +450,12 @@ def complete(context, migration_uuid: str, reclaim: bool = False,
     instance's allocations on the destination.
     """
     session = context.session
-    row = view.get_row(session, migration_uuid)
+    row, found = view.get_row_and_links(session, migration_uuid)
     if row.state == COMPLETED:
         return vf_obj.allocations(session, row.instance_uuid,
                                   row.dest_host_id)
     if row.state not in TRANSITIONS['complete']:
         raise _conflict(row, 'completed')
-    found = view.links(session, row.id)
     if not _move(session, row, 'complete'):
         raise _lost_race()
     if row.state == EXPIRED:

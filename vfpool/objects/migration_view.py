@@ -27,6 +27,35 @@ def get_row(session, migration_uuid: str) -> models.Migration:
     return row
 
 
+def find_with_in_flight(session, migration_uuid: str, instance_uuid: str
+                        ) -> tuple[models.Migration | None, str | None]:
+    """The migration, and another of the instance's in flight, if any.
+
+    One round trip for prepare: the migration ``migration_uuid`` (or
+    None) and the uuid of another migration of ``instance_uuid`` in
+    flight (or None).
+    """
+    rows = session.execute(sa.select(Migration).where(sa.or_(
+        Migration.uuid == migration_uuid,
+        Migration.in_flight_instance_uuid == instance_uuid))).scalars().all()
+    row = next((r for r in rows if r.uuid == migration_uuid), None)
+    other = next((r.uuid for r in rows if r.uuid != migration_uuid
+                  and r.in_flight_instance_uuid == instance_uuid), None)
+    return row, other
+
+
+def get_row_and_links(session, migration_uuid: str) -> tuple:
+    """:func:`get_row` and :func:`links` in one round trip."""
+    rows = session.execute(
+        sa.select(Migration, MigrationVF)
+        .outerjoin(MigrationVF, MigrationVF.migration_id == Migration.id)
+        .where(Migration.uuid == migration_uuid)
+        .order_by(MigrationVF.id)).all()
+    if not rows:
+        raise exception.MigrationNotFound(migration_uuid=migration_uuid)
+    return rows[0][0], [link for _row, link in rows if link is not None]
+
+
 def links(session, migration_id: int) -> list:
     """The migration's (source VF, destination VF) pairs, in claim order."""
     return session.connection().execute(
