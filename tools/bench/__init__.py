@@ -50,7 +50,10 @@ the final report), ``results`` (rows, targets, the table), ``inventory``
 (snapshots, seeding), ``measure`` (timing over callers, interleaving),
 ``migrations`` (the core phases), ``sqlprofile`` (``--sql-profile``),
 ``sections`` (the extension point) and the families it lists in
-``sections.FAMILIES`` (``plugin``: the compute plugin's overhead).
+``sections.FAMILIES`` (``reports``: report_inventory unchanged and
+changed; ``plugin``: the compute plugin's overhead), ``procstats`` (the
+servers' CPU and RSS) and ``load`` (``python tools/bench load``: agents
+at their interval plus a maintenance storm).
 
 Extra sections.  Each family module exports ``EXTRA_SECTIONS``, a list
 of callables run for each backend and inventory after the core phases,

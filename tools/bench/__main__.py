@@ -1,5 +1,5 @@
 """``python tools/bench [options]`` (see the package's docstring), or
-``python tools/bench plugin [options]``: the plugin family alone."""
+``python tools/bench plugin|load [options]``: that family alone."""
 
 import os
 import sys
@@ -10,9 +10,13 @@ for _path in (os.path.dirname(_TOOLS), _TOOLS):
         sys.path.insert(0, _path)
 
 from bench import cli  # noqa: E402
+from bench import load  # noqa: E402
 from bench import plugin  # noqa: E402
 
+#: Families that also run alone: ``python tools/bench <name> [options]``.
+ALONE = {'plugin': plugin.main, 'load': load.main}
+
 if __name__ == '__main__':
-    if sys.argv[1:2] == ['plugin']:
-        sys.exit(plugin.main(sys.argv[2:]))
+    if sys.argv[1:2] and sys.argv[1] in ALONE:
+        sys.exit(ALONE[sys.argv[1]](sys.argv[2:]))
     sys.exit(cli.main())

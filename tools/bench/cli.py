@@ -19,9 +19,11 @@ from bench.measure import interleave
 from bench import migrations
 from bench.migrations import CALLERS
 from bench.migrations import Runner
+from bench import procstats
 from bench.results import print_table
 from bench.results import print_targets
 from bench.results import Report
+from bench.results import Target
 from bench import sections as sections_mod
 from bench.sections import SectionContext
 from bench import sqlprofile
@@ -44,19 +46,60 @@ def add_targets(report: Report, backend: str, small: str, large: str):
         report.targets.extend(extra)
 
 
+#: prepare's throughput at 16 callers, 2 workers per server over 1.
+TARGET_WORKERS_SPEEDUP = 1.6
+
+
+def add_worker_targets(report: Report, labels: list, small: str) -> None:
+    """2 workers against 1, per backend, when both ran.
+
+    The runs are sequential, so the ratio of raw throughputs is given
+    next to the same ratio for ping, which the machine's load moves too.
+    """
+    runs = {split_label(label): label for label in labels}
+    for (backend, workers), label in runs.items():
+        one = runs.get((backend, 1))
+        if workers != 2 or one is None:
+            continue
+        for phase in ('prepare', 'ping'):
+            a = report.find(label, small, phase, 16)
+            b = report.find(one, small, phase, 16)
+            report.targets.append(Target(
+                label, '%s calls/s @16 (%s), %d workers / 1 worker'
+                % (phase, small, workers),
+                a.rate / b.rate if a and b and b.rate else None,
+                TARGET_WORKERS_SPEEDUP, informational=phase == 'ping',
+                at_least=True))
+
+
 def _start_stack(args, report: Report, backend: str, inv: Inventory):
     from vfpool.tests.functional import base
 
     t0 = time.perf_counter()
-    stack = base.ServiceStack(backend=backend, servers=args.servers,
+    db, workers = split_label(backend)
+    stack = base.ServiceStack(backend=db, servers=args.servers,
+                              workers=workers,
                               **{'pool.reaper_interval': 30})
     stack.setUp()
     report.note(backend, '%s: scratch DB %s, %d vfpool-server process(es) '
-                'on exchange/topic %s ready in %.1f s' % (
+                'of %d worker(s) on exchange/topic %s ready in %.1f s' % (
                     inv.label, stack.database.url.rsplit('/', 1)[-1]
-                    .split('?')[0], args.servers, stack.exchange,
+                    .split('?')[0], args.servers, workers, stack.exchange,
                     time.perf_counter() - t0))
     return stack
+
+
+def run_label(backend: str, workers: int, args) -> str:
+    """The label of one run: ``mysql``, or ``mysql/w2`` with --workers."""
+    if args.workers == [1]:
+        return backend
+    return '%s/w%d' % (backend, workers)
+
+
+def split_label(label: str) -> tuple[str, int]:
+    """(database backend, workers per server) of a run label."""
+    backend, _, workers = label.partition('/w')
+    return backend, int(workers or 1)
 
 
 def _timed(report: Report, backend: str, what: str, fn, *fn_args):
@@ -108,6 +151,10 @@ def run_backend(args, report: Report, backend: str, small: Inventory,
         if args.sql_profile:
             for r in runners:
                 sqlprofile.sql_profile(r, args.sql_profile)
+        for r in runners:
+            report.note(backend, '%s: %s' % (
+                r.inv.label, procstats.summary(r.stack)),
+                phase='rss', inventory=r.inv.label)
     finally:
         for r in runners:
             r.close()
@@ -144,6 +191,11 @@ def parse_args(argv):
                              '(default: mysql)')
     parser.add_argument('--servers', type=int, default=1,
                         help='vfpool-server processes (default 1)')
+    parser.add_argument('--workers', type=int, action='append',
+                        help='[DEFAULT] workers of each server; repeat '
+                             '(--workers 1 --workers 2) to run every '
+                             'phase at each, labelled backend/wN '
+                             '(default 1)')
     parser.add_argument('--calls', type=int,
                         help='measured calls per phase (default %d, '
                              '--quick %d)' % (PROFILES['full']['calls'],
@@ -176,6 +228,9 @@ def parse_args(argv):
     parser.add_argument('--no-extra', action='store_true',
                         help='skip the extra sections '
                              '(bench.sections.FAMILIES)')
+    parser.add_argument('--family', action='append',
+                        help='run only this extra family (e.g. reports, '
+                             'plugin); repeatable (default: all)')
     parser.add_argument('--keep-logs', metavar='DIR',
                         help='copy the vfpool-server logs to DIR')
     parser.add_argument('--seed', type=int, default=1,
@@ -186,6 +241,7 @@ def parse_args(argv):
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.backend = args.backend or ['mysql']
+    args.workers = args.workers or [1]
     if args.vfs_per_host < 4 or args.pfs_per_host < 1:
         parser.error('--vfs-per-host must be >= 4, --pfs-per-host >= 1')
     if args.small_hosts < 2 or args.large_hosts < 2:
@@ -232,7 +288,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger('oslo_messaging._drivers.amqpdriver').setLevel(
         logging.ERROR)
-    sections = [] if args.no_extra else sections_mod.load_extra_sections()
+    sections = [] if args.no_extra else sections_mod.load_extra_sections(
+        args.family)
     report = Report()
     rng = random.Random(args.seed)
     small = Inventory(inventory_label(args.small_hosts * args.vfs_per_host),
@@ -251,7 +308,9 @@ def main(argv=None) -> int:
     fingerprint = code_fingerprint()
     print('code under test: %s' % fingerprint, flush=True)
     started = time.perf_counter()
-    for backend in args.backend:
+    labels = [run_label(b, w, args) for b in args.backend
+              for w in args.workers]
+    for backend in labels:
         t = time.perf_counter()
         report.note(backend, 'load average before: %.2f %.2f %.2f'
                     % os.getloadavg())
@@ -265,7 +324,8 @@ def main(argv=None) -> int:
         report.note(backend, 'backend done in %.1f s; load average: '
                     '%.2f %.2f %.2f' % ((time.perf_counter() - t,)
                                         + os.getloadavg()))
-    for backend in args.backend:
+    add_worker_targets(report, labels, small.label)
+    for backend in labels:
         print_table(report, backend, small.label, large.label)
         print_targets(report, backend)
     elapsed = time.perf_counter() - started

@@ -76,11 +76,14 @@ def inventory_label(vfs: int) -> str:
 
 
 def seed_by_rpc(stack, ctxt, inv: Inventory, report: Report, backend: str):
+    from vfpool import utils
+
     pfs = host_snapshot(inv.vfs_per_host, inv.pfs_per_host)
     start = time.perf_counter()
     added = 0
     for i in range(inv.hosts):
-        counts = stack.client.report_inventory(ctxt, inv.host(i), pfs)
+        counts = stack.client.report_inventory(
+            ctxt, inv.host(i), pfs, digest=utils.snapshot_digest(pfs))
         added += counts['added']
     elapsed = time.perf_counter() - start
     if added != inv.vfs:
@@ -99,7 +102,8 @@ def seed_bulk(engine, inv: Inventory, report: Report, backend: str,
     """Bulk INSERT of what ``report_inventory`` would have written.
 
     Same columns and values as vfpool.objects.host.report_inventory:
-    hosts (disabled false, created_at and last_report_at now), PFs and
+    hosts (disabled false, created_at and last_report_at now, the
+    snapshot's digest as an agent sends it), PFs and
     VFs (state available, generation 0, created_at now, numa_node taken
     from the PF when the VF reports none).  Bypasses RPC for speed only.
     """
@@ -107,7 +111,11 @@ def seed_bulk(engine, inv: Inventory, report: Report, backend: str,
 
     from vfpool.db import models
 
+    from vfpool import utils
+
     snapshot = host_snapshot(inv.vfs_per_host, inv.pfs_per_host)
+    # As if each host's agent had reported it with its digest (RPC 1.4).
+    digest = utils.snapshot_digest(snapshot)
     now = _utcnow()
     hosts_t = models.Host.__table__
     pfs_t = models.PhysicalFunction.__table__
@@ -118,7 +126,8 @@ def seed_bulk(engine, inv: Inventory, report: Report, backend: str,
         for i in range(0, len(names), batch):
             conn.execute(sa.insert(hosts_t), [
                 dict(name=n, disabled=False, disabled_reason=None,
-                     created_at=now, last_report_at=now)
+                     created_at=now, last_report_at=now,
+                     report_digest=digest)
                 for n in names[i:i + batch]])
     with engine.connect() as conn:
         host_ids = dict(conn.execute(sa.select(

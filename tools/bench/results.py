@@ -76,11 +76,15 @@ class Target:
     value: float | None
     limit: float | None
     informational: bool = False
+    #: The value must reach the limit (a throughput), not stay below it.
+    at_least: bool = False
 
     @property
     def passed(self) -> bool | None:
         if self.value is None or self.limit is None:
             return None
+        if self.at_least:
+            return self.value >= self.limit
         return self.value <= self.limit
 
     def to_dict(self) -> dict:
@@ -182,7 +186,8 @@ def print_targets(report: Report, backend: str):
         verdict = {True: 'PASS', False: 'FAIL', None: 'n/a'}[t.passed]
         if t.informational:
             verdict = 'info: ' + verdict
-        print('  %s = %s (target <= %s) %s' % (
-            t.text, _fmt(t.value), _fmt(t.limit), verdict))
+        print('  %s = %s (target %s %s) %s' % (
+            t.text, _fmt(t.value), '>=' if t.at_least else '<=',
+            _fmt(t.limit), verdict))
     errors = sum(r.errors for r in report.results if r.backend == backend)
     print('  errors = %d %s' % (errors, 'PASS' if errors == 0 else 'FAIL'))

@@ -11,7 +11,7 @@ from bench.results import Target
 #: package exporting ``EXTRA_SECTIONS``: callables taking a
 #: :class:`SectionContext`, run for every backend and inventory while the
 #: servers are up.  A new family is a new module named here.
-FAMILIES = ('bench.plugin',)
+FAMILIES = ('bench.reports', 'bench.plugin')
 
 
 class SectionContext:
@@ -59,15 +59,18 @@ class SectionContext:
                                 callers)
 
     def add_target(self, text: str, value: float | None, limit: float,
-                   informational: bool = False) -> None:
+                   informational: bool = False,
+                   at_least: bool = False) -> None:
         self.report.targets.append(Target(self.backend, text, value, limit,
-                                          informational))
+                                          informational, at_least))
 
 
-def load_extra_sections() -> list:
-    """Every family's ``EXTRA_SECTIONS``, in the order of FAMILIES."""
+def load_extra_sections(only: list | None = None) -> list:
+    """The families' ``EXTRA_SECTIONS`` (``only`` those named), in order."""
     sections = []
     for name in FAMILIES:
+        if only and name.split('.')[-1] not in only:
+            continue
         sections.extend(getattr(importlib.import_module(name),
                                 'EXTRA_SECTIONS', []))
     return sections

@@ -1,0 +1,63 @@
+"""CPU and memory of vfpool-server processes, from /proc (Linux)."""
+
+import os
+
+_TICK = os.sysconf('SC_CLK_TCK')
+_PAGE = os.sysconf('SC_PAGE_SIZE')
+
+
+def _stat(pid: int) -> list[str]:
+    with open('/proc/%d/stat' % pid) as f:
+        return f.read().rsplit(')', 1)[1].split()
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (a server's master and workers)."""
+    parents: dict = {}
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                fields = _stat(int(entry))
+            except OSError:
+                continue
+            if fields[0] != 'Z':
+                parents.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(parents.get(p, []))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` so far."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = _stat(pid)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open('/proc/%d/statm' % pid) as f:
+            return int(f.read().split()[1]) * _PAGE / 2 ** 20
+    except OSError:
+        return 0.0
+
+
+def servers(stack) -> list[int]:
+    """Every process of a ServiceStack's servers."""
+    return [p for proc in stack.procs if proc.process is not None
+            for p in tree(proc.process.pid)]
+
+
+def summary(stack) -> str:
+    """'N processes, RSS max X MB (total Y MB)' of a stack's servers."""
+    rss = [rss_mb(p) for p in servers(stack)]
+    return '%d server process(es), RSS max %.0f MB, total %.0f MB' % (
+        len(rss), max(rss or [0]), sum(rss))

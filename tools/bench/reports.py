@@ -1,0 +1,94 @@
+"""The agents' report_inventory, unchanged and changed, at 1 and 16 callers.
+
+``report unchanged``: a host reports the snapshot it reported last, with
+its digest (RPC 1.4): the server's one-UPDATE path.  ``report changed``:
+every call flips one VF's netdev, so each report is applied in full (one
+VF updated, every other VF compared).  Each caller reports its own host,
+as agents do.  Targets (issue 11): unchanged p50 <= 1.5 x ping p50, and
+at 16 callers its throughput >= 0.6 x ping's.
+"""
+
+import itertools
+import threading
+
+from bench.inventory import host_snapshot
+from bench.migrations import CALLERS
+
+TARGET_UNCHANGED_VS_PING = 1.5
+TARGET_UNCHANGED_RATE_VS_PING = 0.6
+
+
+class _Reporter:
+    """Calls report one host per calling thread, with its own state.
+
+    The benchmark's threads are new for every chunk of calls; they take
+    hosts in turn, so the callers of one chunk never share a host, and a
+    host's snapshot (and which netdev it had) outlives its thread.
+    """
+
+    def __init__(self, ctx, changed: bool):
+        from vfpool import utils
+
+        self.ctx = ctx
+        self.changed = changed
+        self.digest = utils.snapshot_digest
+        self.turn = itertools.count()
+        self.local = threading.local()
+        self.lock = threading.Lock()
+        self.snapshots: dict = {}
+
+    def _mine(self) -> tuple[str, list]:
+        if not hasattr(self.local, 'host'):
+            inv = self.ctx.inventory
+            with self.lock:
+                self.local.host = inv.host(next(self.turn))
+                if self.local.host not in self.snapshots:
+                    self.snapshots[self.local.host] = host_snapshot(
+                        inv.vfs_per_host, inv.pfs_per_host)
+        return self.local.host, self.snapshots[self.local.host]
+
+    def __call__(self):
+        host, pfs = self._mine()
+        if self.changed:
+            vf = pfs[0]['vfs'][0]
+            vf['netdev'] = None if vf['netdev'] else 'benchv0'
+        counts = self.ctx.client.report_inventory(
+            self.ctx.ctxt, host, pfs, digest=self.digest(pfs))
+        if self.changed and counts['updated'] != 1:
+            raise AssertionError('changed report updated %s' % counts)
+
+    def restore(self):
+        """Put the hosts back as they were (netdev None), for later rows."""
+        for host, pfs in self.snapshots.items():
+            if pfs[0]['vfs'][0]['netdev']:
+                pfs[0]['vfs'][0]['netdev'] = None
+                self.ctx.client.report_inventory(
+                    self.ctx.ctxt, host, pfs, digest=self.digest(pfs))
+
+
+def report_inventory(ctx) -> None:
+    """The EXTRA_SECTIONS entry (see bench.sections.SectionContext)."""
+    for changed in (False, True):
+        for callers in CALLERS:
+            reporter = _Reporter(ctx, changed)
+            ctx.measure('report %s' % ('changed' if changed else
+                                       'unchanged'), reporter,
+                        callers=callers)
+            reporter.restore()
+    label = ctx.inventory.label
+    ping = ctx.baseline(1)
+    row = ctx.report.find(ctx.backend, label, 'report unchanged', 1)
+    ctx.add_target('report unchanged p50 / ping p50 @1 (%s)' % label,
+                   row.p50 / ping.p50 if row and ping and ping.p50
+                   else None, TARGET_UNCHANGED_VS_PING)
+    ping16 = ctx.baseline(16)
+    row16 = ctx.report.find(ctx.backend, label, 'report unchanged', 16)
+    ctx.add_target('report unchanged calls/s / ping calls/s @16 (%s)'
+                   % label,
+                   row16.rate / ping16.rate if row16 and ping16
+                   and ping16.rate else None,
+                   TARGET_UNCHANGED_RATE_VS_PING, at_least=True)
+
+
+#: Picked up by bench.sections.
+EXTRA_SECTIONS = [report_inventory]
