@@ -113,9 +113,9 @@ def _agents(client, ctxt, inv: Inventory, rate: float, duration: float,
     return percentile(late, 99) or 0.0
 
 
-def _storm(client, ctxt, inv: Inventory, hosts: int, per_host: int,
-           callers: int, calls: Calls, stop: threading.Event) -> int:
-    """Drain ``hosts`` hosts: migrate their instances, ``callers`` at once."""
+def _storm_jobs(client, ctxt, inv: Inventory, hosts: int,
+                per_host: int) -> list[tuple]:
+    """Instances on the hosts to drain, allocated before the clock runs."""
     drained = [inv.host(i) for i in range(hosts)]
     targets = [inv.host(i) for i in range(hosts, inv.hosts)]
     jobs = []
@@ -129,7 +129,12 @@ def _storm(client, ctxt, inv: Inventory, hosts: int, per_host: int,
                             'storm-%s' % instance)
             jobs.append((instance, host, targets[(n * per_host + k)
                                                  % len(targets)]))
+    return jobs
 
+
+def _storm(client, ctxt, jobs: list, callers: int, calls: Calls,
+           stop: threading.Event) -> None:
+    """Drain the hosts: migrate their instances, ``callers`` at once."""
     def migrate(job):
         if stop.is_set():
             return
@@ -146,7 +151,6 @@ def _storm(client, ctxt, inv: Inventory, hosts: int, per_host: int,
 
     with concurrent.futures.ThreadPoolExecutor(callers) as pool:
         list(pool.map(migrate, jobs))
-    return len(jobs)
 
 
 def run(args) -> int:
@@ -175,13 +179,15 @@ def run(args) -> int:
                              args.storm_hosts, args.per_host, args.duration,
                              args.backend, args.servers, args.workers),
               flush=True)
+        jobs = _storm_jobs(client, ctxt, inv, args.storm_hosts,
+                           args.per_host)
         calls = Calls()
         stop = threading.Event()
         pids = procstats.servers(stack)
         cpu0, t0 = procstats.cpu_seconds(pids), time.perf_counter()
         storm = threading.Thread(target=_storm, args=(
-            client, ctxt, inv, args.storm_hosts, args.per_host,
-            args.storm_callers, calls, stop), daemon=True)
+            client, ctxt, jobs, args.storm_callers, calls, stop),
+            daemon=True)
         storm.start()
         late = _agents(client, ctxt, inv, rate, args.duration, calls,
                        args.senders)
@@ -193,6 +199,8 @@ def run(args) -> int:
         print('\n'.join(calls.lines()))
         errors = sum(calls.errors.values())
         worst = max(percentile(t, 99) for t in calls.times.values())
+        print('  storm: %d of %d migrations done in the run'
+              % (len(calls.times.get('complete_migration', [])), len(jobs)))
         print('  errors %d, worst p99 %.1f ms (target < %.0f ms): %s; '
               'reports sent up to %.1f ms late (p99)' % (
                   errors, worst * 1000, P99_LIMIT * 1000,
@@ -239,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--per-host', type=int, default=4,
                         help='instances on each drained host')
     parser.add_argument('--storm-callers', type=int, default=16)
-    parser.add_argument('--senders', type=int, default=32,
+    parser.add_argument('--senders', type=int, default=64,
                         help='client threads sending the reports')
     parser.add_argument('--servers', type=int, default=1)
     parser.add_argument('--workers', type=int, default=1)
