@@ -168,8 +168,9 @@ def _skip_idle_rollback(engine: sqlalchemy.engine.Engine) -> None:
     def _busy(conn, cursor, statement, parameters, context, executemany):
         conn.connection.dbapi_connection.vfpool_idle = False
 
-    dialect.do_commit = do_commit
-    dialect.do_rollback = do_rollback
+    # On this engine's own dialect instance only.
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
 def _tune(engine: sqlalchemy.engine.Engine) -> None:
