@@ -30,7 +30,8 @@ default_opts = [
         help='vfpool-server only: worker processes, each consuming from '
              'the RPC topic with its own broker and database '
              'connections. The default is the number of CPUs of the '
-             'host, as for nova-conductor. Any number of workers and '
+             'host, as for nova-conductor, and 1 on SQLite, whose '
+             'writers take turns anyway. Any number of workers and '
              'servers may share one database.'),
 ]
 

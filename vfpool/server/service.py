@@ -66,8 +66,17 @@ class RPCService(service.Service):
 
 
 def workers(conf: cfg.ConfigOpts) -> int:
-    """``[DEFAULT] workers``, or the number of CPUs when unset."""
-    return conf.workers or os.cpu_count() or 1
+    """``[DEFAULT] workers``; when unset, the number of CPUs.
+
+    On SQLite one when unset: its writers take turns on one file lock,
+    so more processes only wait for each other.
+    """
+    if conf.workers:
+        return conf.workers
+    # Unset, the connection is the embedded SQLite default.
+    if (conf.database.connection or 'sqlite:').startswith('sqlite'):
+        return 1
+    return os.cpu_count() or 1
 
 
 def launch(conf: cfg.ConfigOpts):
