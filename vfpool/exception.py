@@ -82,6 +82,11 @@ class RequestConflict(Conflict):
                'arguments.')
 
 
+class RequestReleased(Conflict):
+    msg_fmt = ('Request %(request_id)s of instance %(instance_uuid)s was '
+               'released; it claims nothing again.')
+
+
 class VFStateConflict(Conflict):
     msg_fmt = 'VF %(address)s on host %(host)s is %(state)s: %(reason)s'
 

@@ -45,6 +45,16 @@ pool_opts = [
                  (NUMA_IGNORE, 'NUMA placement plays no role.')],
         help='How NUMA affinity of the source VF is honoured when '
              'choosing a destination VF.'),
+    cfg.IntOpt(
+        'released_request_retention',
+        default=7 * 24 * 3600,
+        min=60,
+        help='Seconds the request id of a released allocation stays '
+             'taken. Until then a late duplicate of that allocate call '
+             '(a caller\'s retry after the instance was deleted) is '
+             'refused with RequestReleased instead of claiming VFs again; '
+             'after it the reaper deletes the tombstone. Keep it longer '
+             'than any caller keeps retrying.'),
     cfg.StrOpt(
         'mac_prefix',
         default=DEFAULT_MAC_PREFIX,

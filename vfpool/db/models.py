@@ -161,13 +161,20 @@ class VirtualFunction(TimestampMixin, Base):
 
 
 class AllocationRequest(Base):
-    """Remembers an ``allocate`` request id, to answer retries the same."""
+    """Remembers an ``allocate`` request id, to answer retries the same.
+
+    ``released_at`` is set by ``release`` instead of deleting the row: the
+    request id then stays taken (a tombstone), so a late duplicate of the
+    ``allocate`` claims nothing for an instance that is gone.  The reaper
+    deletes tombstones after ``[pool] released_request_retention``.
+    """
 
     __tablename__ = 'allocation_requests'
     __table_args__ = (
         sa.UniqueConstraint('request_id',
                             name='uniq_allocation_requests0request_id'),
         sa.Index('allocation_requests_instance_uuid_idx', 'instance_uuid'),
+        sa.Index('allocation_requests_released_at_idx', 'released_at'),
         {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
     )
 
@@ -182,6 +189,8 @@ class AllocationRequest(Base):
     digest: orm.Mapped[str] = orm.mapped_column(sa.String(64), nullable=False)
     created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(
         DateTime, nullable=False)
+    released_at: orm.Mapped[datetime.datetime | None] = orm.mapped_column(
+        DateTime, nullable=True)
 
 
 class Migration(TimestampMixin, Base):

@@ -17,6 +17,7 @@ from vfpool.db import api as db_api
 from vfpool.db import models
 from vfpool import exception
 from vfpool.objects import host as host_obj
+from vfpool.objects import leases
 from vfpool.objects import macs
 from vfpool.objects import migration as migration_obj
 from vfpool.objects import vf as vf_obj
@@ -61,14 +62,20 @@ def allocate(context, instance_uuid: str, host: str, requests: list[dict],
 
     The request id is recorded first, under a unique key: a retry (or a
     concurrent duplicate) of the same request finds it and gets the same
-    allocations back instead of claiming new ones.  A request without a
-    MAC gets one under ``mac_prefix`` (:mod:`vfpool.objects.macs`).
+    allocations back instead of claiming new ones.  A request id that was
+    released stays taken (its tombstone, until the reaper deletes it): a
+    late duplicate then raises ``RequestReleased`` and claims nothing.  A
+    request without a MAC gets one under ``mac_prefix``
+    (:mod:`vfpool.objects.macs`).
     """
     session = context.session
     digest = _digest(instance_uuid, host, requests)
     seen = session.execute(sa.select(Request).where(
         Request.request_id == request_id)).scalar_one_or_none()
     if seen is not None:
+        if seen.released_at is not None:
+            raise exception.RequestReleased(request_id=request_id,
+                                            instance_uuid=seen.instance_uuid)
         if seen.digest != digest:
             raise exception.RequestConflict(request_id=request_id)
         return _replay(session, instance_uuid, request_id)
@@ -102,7 +109,9 @@ def release(context, instance_uuid: str, host: str | None = None) -> int:
 
     Its migration in flight (from or to ``host``) is aborted first,
     through the same transition as ``abort_migration``: the instance is
-    gone.  Returns the VFs freed, destination claims included.
+    gone.  Its request ids there become tombstones (``released_at``, by
+    the database's clock), never deleted here: see :func:`allocate`.
+    Returns the VFs freed, destination claims included.
     """
     session = context.session
     criteria = [VF.instance_uuid == instance_uuid]
@@ -114,8 +123,23 @@ def release(context, instance_uuid: str, host: str | None = None) -> int:
         request_criteria.append(Request.host_id == host_id)
     freed = migration_obj.abort_in_flight(session, instance_uuid, host_id)
     freed += vf_obj.free(session, sa.and_(*criteria))
-    session.execute(sa.delete(Request).where(*request_criteria))
+    session.execute(sa.update(Request).where(
+        Request.released_at.is_(None), *request_criteria).values(
+            released_at=leases.now()))
     return freed
+
+
+@db_api.retry_on_deadlock
+@db_api.context_manager.writer
+def reap_released(context, retention_seconds: int) -> int:
+    """Delete the tombstones released more than ``retention_seconds`` ago.
+
+    Compared with the database's clock, as they were written.  After
+    that a duplicate ``allocate`` of such a request id would claim again:
+    the retention must outlast any retry a caller may still send.
+    """
+    return context.session.execute(sa.delete(Request).where(
+        Request.released_at < leases.expiry(-retention_seconds))).rowcount
 
 
 def _held(instance_uuid: str, host_id: int, address: str):

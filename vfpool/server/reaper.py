@@ -1,17 +1,24 @@
-"""The lease reaper every server runs: expired claims go back to the pool."""
+"""The reaper every server runs: expired claims go back to the pool.
+
+It also deletes the tombstones of released allocation requests once
+``[pool] released_request_retention`` has passed.
+"""
 
 from oslo_log import log as logging
 
 from vfpool import context as vfpool_context
 from vfpool import notifications
+from vfpool.objects import allocation as allocation_obj
 from vfpool.objects import migration as migration_obj
 
 LOG = logging.getLogger(__name__)
 
 
 class LeaseReaper:
-    def __init__(self, notifier: notifications.Notifier):
+    def __init__(self, notifier: notifications.Notifier,
+                 retention_seconds: int | None = None):
         self.notifier = notifier
+        self.retention_seconds = retention_seconds
 
     def __call__(self) -> int:
         """One pass; never raises, so the periodic timer keeps running."""
@@ -24,4 +31,11 @@ class LeaseReaper:
         for migration_uuid, freed in reaped:
             self.notifier.emit(context, notifications.MIGRATION_EXPIRE,
                                migration_uuid=migration_uuid, freed=freed)
+        if self.retention_seconds is not None:
+            try:
+                allocation_obj.reap_released(context,
+                                             self.retention_seconds)
+            except Exception:
+                LOG.exception('Reaping released requests failed; next '
+                              'pass retries')
         return len(reaped)

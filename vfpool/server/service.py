@@ -47,7 +47,9 @@ class RPCService(service.Service):
         # Every worker reaps: each expiry is a compare-and-swap, so two
         # workers racing for one lapsed claim free it once.
         self.tg.add_timer_args(self.conf.pool.reaper_interval,
-                               reaper.LeaseReaper(notifier),
+                               reaper.LeaseReaper(
+                                   notifier,
+                                   self.conf.pool.released_request_retention),
                                initial_delay=self.conf.pool.reaper_interval,
                                stop_on_exception=False)
         LOG.info('vfpool-server %s worker listening on topic %s',

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from vfpool import context as vfpool_context
 from vfpool.db import models
 from vfpool import exception
+from vfpool.objects import allocation as allocation_obj
 from vfpool.objects import migration as migration_obj
 from vfpool.tests import inventory as inv
 
@@ -167,6 +168,55 @@ class ApiBehaviour:
         self.assertEqual({'available'}, set(self.states('h1').values()))
         self.assertEqual([], self.client.get_instance(
             None, instance)['allocations'])
+
+    def test_late_allocate_after_release_claims_nothing(self):
+        # A caller's retry of an allocate that arrives after the instance
+        # was released (deleted): its request id is a tombstone.
+        self.report('h1', inv.pf(5, 3))
+        instance = inv.new_uuid()
+        reqs = [inv.request()] * 2
+        self.client.allocate(None, instance, 'h1', reqs, 'req-late')
+        self.assertEqual(2, self.client.release(None, instance))
+        before = table_dump(self.engine)
+        exc = self.assertRaises(exception.RequestReleased,
+                                self.client.allocate, None, instance, 'h1',
+                                reqs, 'req-late')
+        self.assertIn(instance, str(exc))
+        self.assertEqual(before, table_dump(self.engine))
+        self.assertEqual({'available'}, set(self.states('h1').values()))
+        # Another request id of the instance still claims.
+        self.assertEqual(2, len(self.client.allocate(
+            None, instance, 'h1', reqs, 'req-new')))
+
+    def test_release_on_one_host_tombstones_only_that_host(self):
+        self.two_hosts()
+        instance = inv.new_uuid()
+        self.client.allocate(None, instance, 'src', [inv.request()], 'r1')
+        self.client.allocate(None, instance, 'dst', [inv.request()], 'r2')
+        self.client.release(None, instance, 'dst')
+        self.assertRaises(exception.RequestReleased, self.client.allocate,
+                          None, instance, 'dst', [inv.request()], 'r2')
+        # The retry of the request still held answers as before.
+        [held] = self.client.get_instance(None, instance)['allocations']
+        [again] = self.client.allocate(None, instance, 'src',
+                                       [inv.request()], 'r1')
+        self.assertEqual(('src', held['address']),
+                         (held['host'], again['address']))
+
+    def test_tombstones_are_reaped_after_their_retention(self):
+        self.report('h1', inv.pf(5, 2))
+        instance = inv.new_uuid()
+        self.client.allocate(None, instance, 'h1', [inv.request()], 'r')
+        self.client.release(None, instance)
+        ctxt = vfpool_context.get_admin_context()
+        self.assertEqual(0, allocation_obj.reap_released(ctxt, 3600))
+        Request = models.AllocationRequest
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(Request).values(
+                released_at=datetime.datetime(2000, 1, 1)))
+        self.assertEqual(1, allocation_obj.reap_released(ctxt, 3600))
+        self.assertEqual(1, len(self.client.allocate(
+            None, instance, 'h1', [inv.request()], 'r')))
 
     def test_release_on_one_host_only(self):
         self.two_hosts()
