@@ -59,6 +59,7 @@ from vfpool.compute import recovery as vf_recovery
 from vfpool import exception
 from vfpool.nova import config as vf_config
 from vfpool.nova import devices
+from vfpool.nova import lifecycle
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -70,24 +71,20 @@ _EVENT_KINDS = {
 }
 
 
-def vfpool_context(ctxt) -> dict:
-    """The request ids of a Nova context, and nothing else.
-
-    Nova's context carries the user's token and service catalog; vfpool
-    needs neither, so they never go on vfpool's message bus.
-    """
-    if ctxt is None:
-        return {}
-    return {key: getattr(ctxt, key, None)
-            for key in ('request_id', 'global_request_id')}
+vfpool_context = lifecycle.vfpool_context
 
 
 class NoClaim(Exception):
     """The instance holds vfpool VFs here but the destination claimed none."""
 
 
-class VfpoolLibvirtDriver(libvirt_driver.LibvirtDriver):
-    """``LibvirtDriver`` plus vfpool's VFs in live migration."""
+class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
+                          libvirt_driver.LibvirtDriver):
+    """``LibvirtDriver`` plus vfpool's VFs, live migration included.
+
+    The rest of an instance's life (boot, delete, rebuild, resize,
+    evacuate) is :class:`vfpool.nova.lifecycle.VfpoolLifecycle`'s.
+    """
 
     def __init__(self, virtapi, read_only=False):
         super().__init__(virtapi, read_only)

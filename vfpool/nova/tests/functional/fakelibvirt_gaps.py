@@ -12,9 +12,10 @@ compute plugin needs four things it does not do, added here by
   registered callbacks as libvirt does.  Nova's functional base stubs out
   ``Host``'s connection setup, so :func:`register_nova_host_events`
   subscribes the compute's ``Host`` as ``Host._get_new_connection`` would;
-* a hot-plugged ``<interface type='hostdev'>`` rendered as libvirt renders
-  it (PCI source address, VLAN, alias, no tap ``<target>``) instead of
-  ``<source hostdev='None'/>``.
+* an ``<interface type='hostdev'>``, hot-plugged or (vfpool's own) in the
+  XML a domain is defined with, rendered as libvirt renders it (PCI source
+  address, VLAN, alias, no tap ``<target>``) instead of ``<source
+  hostdev='None'/>``.
 
 And two hypervisor faults a test can ask of one fake host's connection:
 ``refuse_attach`` (VF PCI addresses whose hot-plug libvirt refuses, each
@@ -40,6 +41,8 @@ _VFPOOL_LIBVIRT_MODULES = (
     'vfpool.agent.discovery',
 )
 _HOSTDEV_NIC = '_vfpool_hostdev_xml'
+#: The alias prefix of vfpool's VFs (vfpool.compute.plugin.vf_alias).
+_VFPOOL_ALIAS = 'ua-vf-'
 
 
 class FakeLibvirtModule(fixtures.Fixture):
@@ -113,6 +116,20 @@ class FakeLibvirtGaps(fixtures.Fixture):
         orig_attach = fakelibvirt.Domain.attachDevice
         orig_detach_flags = fakelibvirt.Domain.detachDeviceFlags
         orig_xml = fakelibvirt.Domain.XMLDesc
+        orig_parse = fakelibvirt.Domain._parse_definition
+
+        def parse_definition(dom, xml):
+            definition = orig_parse(dom, xml)
+            nics = definition.get('devices', {}).get('nics', [])
+            elements = ET.fromstring(xml).findall('./devices/interface')
+            for nic, element in zip(nics, elements):
+                # vfpool's VFs only: Nova's own direct ports keep the
+                # rendering Nova's tests expect.
+                if (nic.get('type') == 'hostdev' and
+                        nic.get('alias', '').startswith(_VFPOOL_ALIAS)):
+                    nic[_HOSTDEV_NIC] = ET.tostring(element,
+                                                    encoding='unicode')
+            return definition
 
         def attach_device(dom, xml):
             if not xml.startswith('<interface'):
@@ -180,6 +197,7 @@ class FakeLibvirtGaps(fixtures.Fixture):
             'Domain.attachDevice': attach_device,
             'Domain.detachDeviceFlags': detach_device_flags,
             'Domain.XMLDesc': xml_desc,
+            'Domain._parse_definition': parse_definition,
             'Connection.domainEventRegisterAny': _register_any,
             'Connection.domainEventDeregisterAny': _deregister_any,
             'Connection._emit_lifecycle': _emit_lifecycle,
