@@ -1,5 +1,5 @@
 """``python tools/bench [options]`` (see the package's docstring), or
-``python tools/bench plugin|load [options]``: that family alone."""
+``python tools/bench plugin|load|capacity [options]``: that family alone."""
 
 import os
 import sys
@@ -9,12 +9,13 @@ for _path in (os.path.dirname(_TOOLS), _TOOLS):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from bench import capacity  # noqa: E402
 from bench import cli  # noqa: E402
 from bench import load  # noqa: E402
 from bench import plugin  # noqa: E402
 
 #: Families that also run alone: ``python tools/bench <name> [options]``.
-ALONE = {'plugin': plugin.main, 'load': load.main}
+ALONE = {'plugin': plugin.main, 'load': load.main, 'capacity': capacity.main}
 
 if __name__ == '__main__':
     if sys.argv[1:2] and sys.argv[1] in ALONE:

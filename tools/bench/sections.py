@@ -11,7 +11,7 @@ from bench.results import Target
 #: package exporting ``EXTRA_SECTIONS``: callables taking a
 #: :class:`SectionContext`, run for every backend and inventory while the
 #: servers are up.  A new family is a new module named here.
-FAMILIES = ('bench.reports', 'bench.plugin')
+FAMILIES = ('bench.reports', 'bench.plugin', 'bench.capacity')
 
 
 class SectionContext:

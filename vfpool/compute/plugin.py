@@ -378,8 +378,9 @@ class VFMigrationPlugin:
                                       address=alloc['address'])
         return recovery.AttachFn(plug=attach, plugged=plugged)
 
-    def _detach(self, dom: libvirt.virDomain,
-                info: vf_xml.InterfaceInfo, address: str) -> None:
+    def detach_vf(self, dom: libvirt.virDomain,
+                  info: vf_xml.InterfaceInfo, address: str) -> None:
+        """Unplug one VF interface for good, waiting for libvirt's event."""
         if not info.alias:
             raise exception.DeviceDetachFailed(
                 alias='<none>', domain=_label(dom),
@@ -491,7 +492,7 @@ class VFMigrationPlugin:
                      'for migration %s', alloc['address'], alloc.get('mac'),
                      info.alias, instance_uuid, migration_uuid)
             try:
-                self._detach(dom, info, alloc['address'])
+                self.detach_vf(dom, info, alloc['address'])
             except exception.DeviceDetachFailed as exc:
                 self._undo_detach(context, record, dom, done, exc)
                 raise
@@ -1002,7 +1003,7 @@ class VFMigrationPlugin:
                      alloc.get('mac'), record.instance_uuid,
                      record.dest_host)
             try:
-                self._detach(dom, info, alloc['address'])
+                self.detach_vf(dom, info, alloc['address'])
             except exception.DeviceDetachFailed as exc:
                 # On a rollback the claim is freed anyway: the driver
                 # destroys this domain next, which releases the device.

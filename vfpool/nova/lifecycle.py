@@ -33,6 +33,7 @@ system metadata whenever VFs are freed while it lives on), and the
 migrations by Nova's migration uuid.
 """
 
+import typing
 import uuid
 from xml.etree import ElementTree as ET
 
@@ -141,6 +142,9 @@ def with_vfs(domain_xml: str, allocations: list[dict]) -> str:
         return domain_xml
     root = ET.fromstring(domain_xml)
     devices = root.find('devices')
+    if devices is None:
+        raise exception.InvalidInput(
+            reason='the guest XML has no <devices> for its VFs')
     for alloc in missing:
         devices.append(ET.fromstring(interface_xml(alloc)))
     return ET.tostring(root, encoding='unicode')
@@ -171,7 +175,14 @@ def _nova_migration(context, instance, types: tuple, statuses: tuple):
     return max(found, key=lambda m: m.id) if found else None
 
 
-class VfpoolLifecycle:
+if typing.TYPE_CHECKING:
+    # Mixed into a LibvirtDriver: its attributes and super() are Nova's.
+    from nova.virt.libvirt.driver import LibvirtDriver as _Driver
+else:
+    _Driver = object
+
+
+class VfpoolLifecycle(_Driver):
     """Mixed into the driver before ``LibvirtDriver``; see the module."""
 
     # -- helpers --------------------------------------------------------------
@@ -254,18 +265,13 @@ class VfpoolLifecycle:
         the guest is left as it was.
         """
         dom = self._vfpool_domain(instance)
-        conf = self.vfpool.conf.libvirt
-        done = []
+        done: list[dict] = []
         for alloc in self._vfpool_here(context, instance):
             info = vf_plugin.find_vf_interface(dom.XMLDesc(0), alloc)
             if info is None:
                 continue
             try:
-                libvirt_ops.detach_device(
-                    dom, info.xml, info.alias,
-                    timeout=conf.device_detach_timeout,
-                    attempts=conf.device_detach_attempts,
-                    registry=self.vfpool.registry)
+                self.vfpool.detach_vf(dom, info, alloc['address'])
             except exception.DeviceDetachFailed:
                 with excutils.save_and_reraise_exception():
                     self._vfpool_plug(dom, done)

@@ -8,30 +8,24 @@ vfpool-server processes over RabbitMQ, as a ratio to the no-op ``ping``
 of the same run.  Calls alternate (ping, get_capacity, ping, ...) so that
 the machine's load weighs on both alike.  Target: p50 within 10x ping.
 
-Standalone and small on purpose (tools/bench.py is being restructured):
-it reuses bench.py's inventory and bulk seeding, and ``capacity_section``
-takes bench.py's ``SectionContext`` too, for its EXTRA_SECTIONS::
+A family of the benchmark (``bench.sections.FAMILIES``): the full run
+measures it on both inventories of every backend; alone, on one
+inventory of ``--hosts`` hosts::
 
-    python tools/bench_capacity.py [--backend sqlite] [--hosts 10000]
+    python tools/bench capacity [--backend sqlite] [--hosts 10000]
         [--calls 200]
 """
 
 import argparse
-import os
-import sys
 import time
 import types
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-for path in (os.path.dirname(HERE), HERE):
-    if path not in sys.path:
-        sys.path.insert(0, path)
-
-import bench  # noqa: E402  (tools/ is not a package)
+from bench import inventory
+from bench import results
 
 TARGET_CAPACITY_VS_PING = 10.0
 #: What a flavor with ``vfpool:vfs = physnet1:2`` asks of each host.
-REQUESTS = [{'physical_network': bench.PHYSNET, 'count': 2}]
+REQUESTS = [{'physical_network': inventory.PHYSNET, 'count': 2}]
 
 
 def measure(client, ctxt, hosts: list[str], calls: int,
@@ -66,9 +60,10 @@ def capacity_section(ctx) -> list[str]:
     pings, capacities = measure(ctx.client, ctx.ctxt, hosts, calls,
                                 min(ctx.args.warmup or 10, 10))
     ms = 1000.0
-    p50, p99 = (bench.percentile(capacities, 50),
-                bench.percentile(capacities, 99))
-    ping50, ping99 = bench.percentile(pings, 50), bench.percentile(pings, 99)
+    p50, p99 = (results.percentile(capacities, 50),
+                results.percentile(capacities, 99))
+    ping50, ping99 = (results.percentile(pings, 50),
+                      results.percentile(pings, 99))
     line = ('[%s/%s] get_capacity of %d hosts (%d VFs): p50 %.1f ms, p99 '
             '%.1f ms = %.1f x / %.1f x ping (p50 %.2f ms, p99 %.2f ms), '
             '%d calls' % (getattr(ctx, 'backend', '?'), inv.label,
@@ -104,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     stack.setUp()
     try:
         stack.wait_ready()
-        inv = bench.Inventory(
-            label=bench.inventory_label(args.hosts * args.vfs_per_host),
+        inv = inventory.Inventory(
+            label=inventory.inventory_label(args.hosts * args.vfs_per_host),
             prefix='cap', hosts=args.hosts, vfs_per_host=args.vfs_per_host,
             pfs_per_host=args.pfs_per_host, bulk=True)
-        bench.seed_bulk(stack.engine, inv, bench.Report(), args.backend)
+        inventory.seed_bulk(stack.engine, inv, results.Report(), args.backend)
         ctx = types.SimpleNamespace(
             inventory=inv, client=stack.client,
             ctxt=context.get_admin_context(), args=args,
@@ -119,5 +114,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == '__main__':
-    sys.exit(main())
+EXTRA_SECTIONS = [capacity_section]
