@@ -26,14 +26,10 @@ import uuid
 
 import fixtures
 import nova.conf
-from nova.tests.fixtures import libvirt as fakelibvirt
 import sqlalchemy as sa
 
-from vfpool.agent import device_spec
-from vfpool.agent import discovery
 from vfpool.compute import vf_xml
 from vfpool.db import models
-from vfpool.nova.tests.functional import fakelibvirt_gaps
 from vfpool.nova.tests.functional import test_live_migration as lm
 
 PHYSNET_A = 'physnet-a'
@@ -54,25 +50,9 @@ class LifecycleBase(lm.VfpoolLiveMigrationBase):
                         'physical_network': PHYSNET_B})],
     }
 
-    def start_vfpool_compute(self, name: str, kb_mem: int = 16780000,
-                             report: bool = True):
-        """A compute; ``report``: its VFs reported to vfpool, as an agent."""
-        hostname = self.host_name(name)
-        pci_info = fakelibvirt.HostPCIDevicesInfo(num_pfs=3, num_vfs=12,
-                                                  numa_node=0)
-        host_info = fakelibvirt.HostInfo(cpu_nodes=2, cpu_sockets=1,
-                                         cpu_cores=2, cpu_threads=2,
-                                         kB_mem=kb_mem)
-        self.start_compute(hostname, host_info=host_info, pci_info=pci_info)
-        conn = self.connection(hostname)
-        fakelibvirt_gaps.register_nova_host_events(
-            self.computes[hostname].driver._host, conn)
-        if report:
-            specs = device_spec.parse_specs(
-                self.vfpool_conf().agent.device_spec)
-            self.vfpool.client.report_inventory(
-                None, hostname, discovery.discover(conn, specs))
-        return hostname
+    # The PCI layout these tests were written for.
+    num_pfs = 3
+    num_vfs = 12
 
     def take_all(self, host: str, vfs: list[str] = VFS_B,
                  physnet: str = PHYSNET_B) -> str:

@@ -88,11 +88,16 @@ class VfpoolLiveMigrationBase(base.VfpoolDriverMixin,
 
     # -- hosts --------------------------------------------------------------
 
-    def start_vfpool_compute(self, name: str, kb_mem: int = 16780000):
-        """A compute with both PFs, its VFs reported to vfpool."""
+    #: fakelibvirt's PCI layout of every compute these tests start.
+    num_pfs = 2
+    num_vfs = 8
+
+    def start_vfpool_compute(self, name: str, kb_mem: int = 16780000,
+                             report: bool = True):
+        """A compute; ``report``: its VFs reported to vfpool, as an agent."""
         hostname = self.host_name(name)
-        pci_info = fakelibvirt.HostPCIDevicesInfo(num_pfs=2, num_vfs=8,
-                                                  numa_node=0)
+        pci_info = fakelibvirt.HostPCIDevicesInfo(
+            num_pfs=self.num_pfs, num_vfs=self.num_vfs, numa_node=0)
         host_info = fakelibvirt.HostInfo(cpu_nodes=2, cpu_sockets=1,
                                          cpu_cores=2, cpu_threads=2,
                                          kB_mem=kb_mem)
@@ -100,10 +105,11 @@ class VfpoolLiveMigrationBase(base.VfpoolDriverMixin,
         conn = self.connection(hostname)
         fakelibvirt_gaps.register_nova_host_events(
             self.computes[hostname].driver._host, conn)
-        specs = device_spec.parse_specs(
-            self.vfpool_conf().agent.device_spec)
-        self.vfpool.client.report_inventory(
-            None, hostname, discovery.discover(conn, specs))
+        if report:
+            specs = device_spec.parse_specs(
+                self.vfpool_conf().agent.device_spec)
+            self.vfpool.client.report_inventory(
+                None, hostname, discovery.discover(conn, specs))
         return hostname
 
     def connection(self, hostname: str):
@@ -197,7 +203,8 @@ class VfpoolLiveMigrationBase(base.VfpoolDriverMixin,
                              % (address, hostname, server['id']))
 
 
-class TestLiveMigration(VfpoolLiveMigrationBase):
+class TwoComputesBase(VfpoolLiveMigrationBase):
+    """A source and a destination compute, both known to vfpool."""
 
     def setUp(self):
         super().setUp()
@@ -215,6 +222,9 @@ class TestLiveMigration(VfpoolLiveMigrationBase):
             'destination_xml': params['destination_xml'],
         }
         super()._migrate_stub(domain, destination, params, flags)
+
+
+class TestLiveMigration(TwoComputesBase):
 
     def test_vf_claimed_detached_migrated_attached_source_freed(self):
         server, alloc = self.boot_with_vfpool_vf(self.src)

@@ -32,7 +32,7 @@ VLAN = base.VLAN
 VFPOOL_VFS = base.VFPOOL_VFS
 
 
-class TestServerDownAtPost(base.VfpoolLiveMigrationBase):
+class TestServerDownAtPost(base.TwoComputesBase):
 
     # Its servers are killed: they are its own.
     PRIVATE_VFPOOL = True
@@ -43,20 +43,12 @@ class TestServerDownAtPost(base.VfpoolLiveMigrationBase):
         'migration.settle_max_delay': 2,
         'migration.settle_max_time': 120})
 
-    def setUp(self):
-        super().setUp()
-        self.src = self.start_vfpool_compute('src')
-        self.dst = self.start_vfpool_compute('dst')
-        self.during = None
-
     def _migrate_stub(self, domain, destination, params, flags):
-        server = {'id': domain.UUIDString()}
-        self.during = {'dst': self.vfs(self.dst)}
         super()._migrate_stub(domain, destination, params, flags)
         # The guest has moved; Nova's post-migration hooks come next.
         for proc in self.vfpool.procs:
             proc.kill()
-        self.during['server'] = server
+        self.during['server'] = {'id': domain.UUIDString()}
 
     def servers_back(self) -> None:
         for proc in self.vfpool.procs:
