@@ -509,7 +509,8 @@ class VFMigrationPlugin:
                 self._undo_detach(context, record, dom, done, exc)
                 raise
             # A libvirt-made alias (net1, hostdev0) cannot be asked for.
-            alias = (info.alias if _USER_ALIAS.match(info.alias)
+            alias = (info.alias
+                     if info.alias and _USER_ALIAS.match(info.alias)
                      else vf_alias(alloc))
             detached = DetachedVF(alloc, alias)
             done.append(detached)
@@ -565,23 +566,25 @@ class VFMigrationPlugin:
         (swap, records) need the source VFs to be plain allocations
         again; the source VFs stay the guest's throughout.
         """
-        attach = (self._attach_fn(
-            dom, {d.alloc['address']: d.alias for d in detached})
-            if detached else None)
+        attach: recovery.AttachFn | None = None
         outcomes = []
-        for item in detached:
-            LOG.info('Re-attaching VF %s (MAC %s) to instance %s on %s',
-                     item.alloc['address'], item.alloc.get('mac'),
-                     record.instance_uuid, record.source_host)
-            outcomes.append(self.policy.attempt(item.alloc, attach))
+        if detached:
+            attach = self._attach_fn(
+                dom, {d.alloc['address']: d.alias for d in detached})
+            for item in detached:
+                LOG.info('Re-attaching VF %s (MAC %s) to instance %s on %s',
+                         item.alloc['address'], item.alloc.get('mac'),
+                         record.instance_uuid, record.source_host)
+                outcomes.append(self.policy.attempt(item.alloc, attach))
         freed = self._settle('abort_migration', context, record)
         LOG.info('Aborted migration %s of instance %s: %d destination '
                  'claim(s) freed', record.migration_uuid,
                  record.instance_uuid, freed)
         self._forget(record.migration_uuid)
-        outcomes = [self.policy.recover(context, record.instance_uuid,
-                                        record.source_host, o, attach)
-                    for o in outcomes]
+        if attach is not None:
+            outcomes = [self.policy.recover(context, record.instance_uuid,
+                                            record.source_host, o, attach)
+                        for o in outcomes]
         return [o for o in outcomes if o.state != recovery.ATTACHED]
 
     def post_live_migration(self, context, instance_uuid: str,
@@ -770,8 +773,8 @@ class VFMigrationPlugin:
                 self._fill_dest_host(context, record)
             except messaging.MessagingException:
                 record.dest_host = self.host
-        self._check_host(record.dest_host, 'post_live_migration_at_'
-                         'destination')
+        self._check_host(record.dest_host or self.host,
+                         'post_live_migration_at_destination')
         try:
             dom = self._domain(instance_uuid, domain)
         except libvirt.libvirtError as exc:
@@ -802,8 +805,8 @@ class VFMigrationPlugin:
                      record.dest_host)
             outcome = self.policy.attempt(alloc, attach)
             outcomes.append(self.policy.recover(
-                context, record.instance_uuid, record.dest_host, outcome,
-                attach))
+                context, record.instance_uuid, record.dest_host or self.host,
+                outcome, attach))
         return outcomes
 
     def _failures(self, record: MigrationRecord, allocs: list[dict],
