@@ -102,7 +102,10 @@ class ClusterStack(base.ServiceStack):
                         'control_exchange': self.exchange,
                         'rpc_topic': self.topic,
                         'state_path': self.workdir,
-                        'debug': 'false'},
+                        'debug': 'false',
+                        # One worker per server, as ServiceStack's: the
+                        # fault figures are per server process.
+                        'workers': 1},
             'database': {'connection': database_url},
             'pool': {'reaper_interval': 1},
         }
