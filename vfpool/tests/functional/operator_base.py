@@ -96,12 +96,14 @@ class OperatorTestCase(testscenarios.WithScenarios,
             timeutils.clear_time_override()
 
     def allocate(self, instance: str, host: str, count: int = 1,
-                 physical_network: str = 'physnet1') -> list[dict]:
+                 physical_network: str = 'physnet1',
+                 request_id: str | None = None) -> list[dict]:
         requests = [{'physical_network': physical_network,
                      'mac': 'fa:16:3e:00:00:%02x' % i, 'vlan': 100 + i}
                     for i in range(count)]
         return allocation_obj.allocate(self.context, instance, host,
-                                       requests, 'req-%s' % instance)
+                                       requests,
+                                       request_id or 'req-%s' % instance)
 
     def prepare(self, migration_uuid: str, instance: str, source: str,
                 dest: str, lease_seconds: int = 600,

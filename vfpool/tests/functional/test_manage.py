@@ -200,7 +200,9 @@ class TestHost(ManageTestCase):
         host = self.manage_json('host', 'enable', 'host-b')
         self.assertEqual((False, None),
                          (host['disabled'], host['disabled_reason']))
-        self.assertEqual(1, len(self.allocate(ob.INSTANCE_2, 'host-b')))
+        # A new request: a released request id stays released.
+        self.assertEqual(1, len(self.allocate(ob.INSTANCE_2, 'host-b',
+                                              request_id='req-again')))
 
     def test_disable_unknown_host_asks_nothing(self):
         err = self.assertFails(3, 'Host nowhere is not known', 'host',
