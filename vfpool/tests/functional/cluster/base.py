@@ -33,7 +33,7 @@ LEASE = 3
 REAPER_INTERVAL = 1
 #: Calls that changed something, made before the fault and again after
 #: it was repaired.
-CALLS_AROUND_FAULT = env_int('VFPOOL_HA_CALLS', 60)
+CALLS_AROUND_FAULT = env_int('VFPOOL_HA_CALLS', 30)
 #: How long callers wait for an answer.  Longer than a server may take
 #: to get to a call and do it, or a call that timed out could still be
 #: done after its caller gave up, sent it again, was refused and moved

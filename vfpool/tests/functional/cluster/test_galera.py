@@ -46,8 +46,8 @@ class TestGaleraRaces(test_races.TestRaces):
     """The race tests of server/test_races.py, one server per node."""
 
     scenarios = [('galera', {'backend': 'galera', 'servers': NODES})]
-    rounds = ha_base.env_int('VFPOOL_HA_RACE_ROUNDS', 10)
-    prepare_rounds = ha_base.env_int('VFPOOL_HA_PREPARE_ROUNDS', 5)
+    rounds = ha_base.env_int('VFPOOL_HA_RACE_ROUNDS', 4)
+    prepare_rounds = ha_base.env_int('VFPOOL_HA_PREPARE_ROUNDS', 2)
 
     def make_stack(self):
         ha_base.quiet_messaging(self)

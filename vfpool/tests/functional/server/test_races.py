@@ -41,8 +41,8 @@ load_tests = testscenarios.load_tests_apply_scenarios
 CALLERS = 32
 VFS = 8
 # The sizes .ci/run uses; tox -e functional-races runs 200 and 50.
-ROUNDS = int(os.environ.get('VFPOOL_RACE_ROUNDS', 60))
-PREPARE_ROUNDS = int(os.environ.get('VFPOOL_RACE_PREPARE_ROUNDS', 20))
+ROUNDS = int(os.environ.get('VFPOOL_RACE_ROUNDS', 16))
+PREPARE_ROUNDS = int(os.environ.get('VFPOOL_RACE_PREPARE_ROUNDS', 6))
 # Callers share a few transports, as the compute services of a cloud do.
 TRANSPORTS = 4
 
