@@ -82,8 +82,11 @@ class TestVersionCap(testtools.TestCase):
         self.assertRaises(messaging.UnsupportedVersion, client.ping, None)
 
 
-class TestVersionCap12(testtools.TestCase):
-    """``[upgrade_levels] vfpool = 1.1`` against a 1.1 server."""
+class _OldServerTestCase(testtools.TestCase):
+    """A client, capped or not, against a server of an older version."""
+
+    #: The older server's manager.
+    server_manager: type = Manager11
 
     def setUp(self):
         super().setUp()
@@ -94,8 +97,14 @@ class TestVersionCap12(testtools.TestCase):
         if cap is not None:
             self.conf.set_override('vfpool', cap, group='upgrade_levels')
         rpc = fixtures.FakeRPC(self.conf)
-        rpc.manager_class = Manager11
+        rpc.manager_class = self.server_manager
         return self.useFixture(rpc).client
+
+
+class TestVersionCap12(_OldServerTestCase):
+    """``[upgrade_levels] vfpool = 1.1`` against a 1.1 server."""
+
+    server_manager = Manager11
 
     def test_capped_client_keeps_working_with_a_1_1_server(self):
         client = self.old_server(cap='1.1')
@@ -134,20 +143,10 @@ class TestVersionCap12(testtools.TestCase):
                           client.begin_migration, None, inv.new_uuid())
 
 
-class TestVersionCap13(testtools.TestCase):
+class TestVersionCap13(_OldServerTestCase):
     """``get_capacity`` (1.3) during the upgrade from 1.2."""
 
-    def setUp(self):
-        super().setUp()
-        self.conf = self.useFixture(fixtures.Conf()).conf
-        self.useFixture(fixtures.Database())
-
-    def old_server(self, cap=None):
-        if cap is not None:
-            self.conf.set_override('vfpool', cap, group='upgrade_levels')
-        rpc = fixtures.FakeRPC(self.conf)
-        rpc.manager_class = Manager12
-        return self.useFixture(rpc).client
+    server_manager = Manager12
 
     def test_capped_client_keeps_working_with_a_1_2_server(self):
         client = self.old_server(cap='1.2')
@@ -168,22 +167,15 @@ class TestVersionCap13(testtools.TestCase):
                           None, ['h1'], [inv.request()])
 
 
-class TestVersionCap14(testtools.TestCase):
+class TestVersionCap14(_OldServerTestCase):
     """``report_inventory(digest=...)`` (1.4) during the upgrade from 1.3."""
+
+    server_manager = Manager13
 
     def setUp(self):
         super().setUp()
-        self.conf = self.useFixture(fixtures.Conf()).conf
-        self.useFixture(fixtures.Database())
         self.pfs = [inv.pf(5, 2)]
         self.digest = utils.snapshot_digest(self.pfs)
-
-    def old_server(self, cap=None):
-        if cap is not None:
-            self.conf.set_override('vfpool', cap, group='upgrade_levels')
-        rpc = fixtures.FakeRPC(self.conf)
-        rpc.manager_class = Manager13
-        return self.useFixture(rpc).client
 
     def test_capped_client_reports_in_full_to_a_1_3_server(self):
         client = self.old_server(cap='1.3')
