@@ -16,10 +16,11 @@ For a scheduler: one answer for many candidate hosts.  It claims nothing:
 a host answered ``True`` may have given its last VF away by the time the
 caller allocates there (the allocate is the real claim).
 
-One statement reads every candidate host with its available VFs counted
-by what a request can ask for (physical network, vendor, product, NUMA
-node); whether a host can serve all requests at once, one VF per request,
-is then a small matching problem per host (:func:`satisfiable`).
+For most hosts one cheap look per request decides (:func:`get_capacity`
+says why that is exact); the rest get their available VFs counted by
+what a request can ask for (physical network, vendor, product, NUMA
+node), and whether such a host can serve all requests at once is then a
+small matching problem (:func:`satisfiable`).
 """
 
 import collections
@@ -30,6 +31,7 @@ import sqlalchemy as sa
 from vfpool.conf import pool as pool_conf
 from vfpool.db import api as db_api
 from vfpool.db import models
+from vfpool.objects import vf as vf_obj
 
 Host = models.Host
 VF = models.VirtualFunction
@@ -110,6 +112,19 @@ def satisfiable(buckets: list[Bucket], requests: list[dict],
     return True
 
 
+def _nth_servable(request: dict, nth: int, numa_policy: str):
+    """The id of a host's ``nth`` VF that may serve ``request``, or NULL.
+
+    Correlated with the outer host row; an index range read that stops
+    after ``nth`` entries, however many VFs the host has.
+    """
+    return (sa.select(VF.id)
+            .where(VF.host_id == Host.id,
+                   *vf_obj.can_serve(request, numa_policy))
+            .order_by(VF.id).limit(1).offset(nth - 1)
+            .correlate(Host).scalar_subquery())
+
+
 @db_api.context_manager.reader
 def get_capacity(context, hosts: list[str], requests: list[dict],
                  numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY
@@ -117,28 +132,55 @@ def get_capacity(context, hosts: list[str], requests: list[dict],
     """``{host: can it take all of requests}`` for each known host.
 
     Hosts vfpool does not know are left out; a disabled host is False;
-    with no request every known enabled host is True.  One statement:
-    the hosts, left-joined with their available VFs on the requested
-    physical networks, counted per :class:`Bucket`.
+    with no request every known enabled host is True.
+
+    Counting every available VF of thousands of hosts is what made this
+    slow, and is not needed: with ``total`` VFs asked in all, a request
+    that ``total`` VFs of a host could serve ("plentiful") always finds
+    its own among them, whatever the others took.  So one statement
+    asks, per host and request, only whether a ``total``-th such VF
+    exists.  A host passes when every request is plentiful; with one
+    request it fails otherwise.  Only the hosts where some of several
+    requests are scarce get their VFs counted per :class:`Bucket` (a
+    second statement, on those hosts alone) for the exact matching.
     """
     names = sorted(set(hosts))
-    networks = sorted({r['physical_network'] for r in requests})
-    on = sa.and_(VF.host_id == Host.id, VF.state == models.AVAILABLE,
-                 VF.physical_network.in_(networks) if networks
-                 else sa.false())
+    if not requests:
+        rows = context.session.execute(
+            sa.select(Host.name, Host.disabled)
+            .where(Host.name.in_(names))).all()
+        return {name: not disabled for name, disabled in rows}
+    total = sum(r['count'] for r in requests)
     rows = context.session.execute(
-        sa.select(Host.name, Host.disabled, *_KEY_COLUMNS,
-                  sa.func.count(VF.id))
-        .select_from(Host).outerjoin(VF, on)
-        .where(Host.name.in_(names))
-        .group_by(Host.name, Host.disabled, *_KEY_COLUMNS)).all()
-    disabled: dict[str, bool] = {}
-    buckets: dict[str, list[Bucket]] = collections.defaultdict(list)
-    for name, is_disabled, network, vendor, product, numa, count in rows:
-        disabled[name] = bool(is_disabled)
-        if count:
-            buckets[name].append(Bucket(network, vendor, product, numa,
-                                        count))
-    return {name: not off and satisfiable(buckets[name], requests,
-                                          numa_policy)
-            for name, off in disabled.items()}
+        sa.select(Host.id, Host.name, Host.disabled,
+                  *(_nth_servable(r, total, numa_policy) for r in requests))
+        .where(Host.name.in_(names))).all()
+    answer: dict[str, bool] = {}
+    scarce: dict[int, str] = {}
+    for host_id, name, disabled, *nth in rows:
+        plentiful = all(vf_id is not None for vf_id in nth)
+        answer[name] = not disabled and plentiful
+        if not disabled and not plentiful and len(requests) > 1:
+            scarce[host_id] = name
+    if scarce:
+        for host_id, buckets in _buckets(context.session, list(scarce),
+                                         requests).items():
+            answer[scarce[host_id]] = satisfiable(buckets, requests,
+                                                  numa_policy)
+    return answer
+
+
+def _buckets(session, host_ids: list[int],
+             requests: list[dict]) -> dict[int, list[Bucket]]:
+    """The available VFs of ``host_ids`` on the requested networks."""
+    networks = sorted({r['physical_network'] for r in requests})
+    rows = session.execute(
+        sa.select(VF.host_id, *_KEY_COLUMNS, sa.func.count(VF.id))
+        .where(VF.host_id.in_(host_ids), VF.state == models.AVAILABLE,
+               VF.physical_network.in_(networks))
+        .group_by(VF.host_id, *_KEY_COLUMNS)).all()
+    buckets: dict[int, list[Bucket]] = collections.defaultdict(list)
+    for host_id, network, vendor, product, numa, count in rows:
+        buckets[host_id].append(Bucket(network, vendor, product, numa,
+                                       count))
+    return buckets

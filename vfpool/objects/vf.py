@@ -146,6 +146,25 @@ def free(session, criteria) -> int:
     return transition(session, criteria, models.AVAILABLE, **FREE_VALUES)
 
 
+def can_serve(request: dict,
+              numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY) -> list:
+    """Criteria of the available VFs that may serve ``request``.
+
+    Physical network always, vendor and product when asked, the NUMA
+    node only under ``[pool] numa_policy = required``: what a claim
+    takes, and what ``get_capacity`` counts.
+    """
+    criteria = [VF.state == models.AVAILABLE,
+                VF.physical_network == request['physical_network']]
+    for key in ('vendor_id', 'product_id'):
+        if request.get(key):
+            criteria.append(getattr(VF, key) == request[key])
+    numa = request.get('numa_node')
+    if numa is not None and numa_policy == pool_conf.NUMA_REQUIRED:
+        criteria.append(VF.numa_node == numa)
+    return criteria
+
+
 def claim(session, request: dict, to_state: str, values: dict,
           host_id: int, numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY,
           exclude: set | None = None) -> tuple[int, int, dict] | None:
@@ -157,19 +176,13 @@ def claim(session, request: dict, to_state: str, values: dict,
     """
     conn = session.connection()
     exclude = set(exclude or ())
-    criteria = [VF.physical_network == request['physical_network'],
-                VF.state == models.AVAILABLE, VF.host_id == host_id]
+    criteria = [VF.host_id == host_id,
+                *can_serve(request, numa_policy)]
     query = sa.select(*COLUMNS).join(PF, PF.id == VF.pf_id)
-    for key in ('vendor_id', 'product_id'):
-        if request.get(key):
-            criteria.append(getattr(VF, key) == request[key])
     numa = request.get('numa_node')
     order: list[typing.Any] = [VF.id]
-    if numa is not None:
-        if numa_policy == pool_conf.NUMA_REQUIRED:
-            criteria.append(VF.numa_node == numa)
-        elif numa_policy == pool_conf.NUMA_PREFERRED:
-            order = [sa.case((VF.numa_node == numa, 0), else_=1), VF.id]
+    if numa is not None and numa_policy == pool_conf.NUMA_PREFERRED:
+        order = [sa.case((VF.numa_node == numa, 0), else_=1), VF.id]
     now = timeutils.utcnow()
     while True:
         extra = [VF.id.not_in(exclude)] if exclude else []

@@ -105,6 +105,34 @@ class CapacityBehaviour:
             ['h1'], inv.request(product_id='10ca'),
             inv.request(product_id='10ca')))
 
+    def test_capacity_counts_scarce_requests_exactly(self):
+        # Four VFs: three 1515, one 10ca.  Asking 3 in all, the "any"
+        # request is plentiful (4 >= 3) but the 10ca one is scarce, so
+        # the host's VFs are counted and matched: any x2 + 10ca fits.
+        self.client.report_inventory(None, 'h1', [
+            inv.pf(5, 3, vf_product='1515'), inv.pf(7, 1)])
+        self.assertEqual({'h1': True}, self.capacity(
+            ['h1'], inv.request(count=2), inv.request(product_id='10ca')))
+        self.assertEqual({'h1': False}, self.capacity(
+            ['h1'], inv.request(count=3), inv.request(product_id='10ca'),
+            inv.request(product_id='1515')))
+        self.assertEqual({'h1': False}, self.capacity(
+            ['h1'], inv.request(product_id='10ca'),
+            inv.request(product_id='10ca')))
+        # Every request plentiful: 2 + 2 of 4 alike VFs.
+        self.client.report_inventory(None, 'h2', [inv.pf(5, 4)])
+        self.assertEqual({'h2': True}, self.capacity(
+            ['h2'], inv.request(count=2), inv.request(count=2)))
+        self.assertEqual({'h2': False}, self.capacity(
+            ['h2'], inv.request(count=3), inv.request(count=2)))
+        # A VF given out no longer counts on either path.
+        self.client.allocate(None, inv.new_uuid(), 'h1',
+                             [inv.request(product_id='10ca')], 'r1')
+        self.assertEqual({'h1': False}, self.capacity(
+            ['h1'], inv.request(count=2), inv.request(product_id='10ca')))
+        self.assertEqual({'h1': True}, self.capacity(
+            ['h1'], inv.request(count=3)))
+
     def test_capacity_refuses_bad_input_and_changes_nothing(self):
         self.client.report_inventory(None, 'h1', [inv.pf(5, 1)])
         before = api_cases.table_dump(self.engine)
