@@ -27,7 +27,8 @@ For one that asks for VFs the filter fails closed, logging why: a host
 vfpool does not know, vfpool-server unreachable or too old, or a spec it
 cannot read pass nothing.  It claims nothing: the compute's ``spawn`` is
 the claim (a host may lose its last VF in between; the build then fails
-saying so).
+saying so).  A resize may stay on the instance's own host whatever is free
+there: it keeps the VFs it has.
 """
 
 import threading
@@ -92,6 +93,14 @@ class VfpoolFilter(filters.BaseHostFilter):
             return []
         if not requests:
             return hosts
+        # The host the instance runs on is a candidate only for a move
+        # that may stay there (a resize): it keeps the VFs it has there
+        # (vfpool.nova.lifecycle), so needs none free.
+        home = [h for h in hosts
+                if spec_obj.instance_uuid in (h.instances or {})]
+        hosts = [h for h in hosts if h not in home]
+        if not hosts:
+            return home
         names = sorted({h.host for h in hosts})
         try:
             answer = self.client().get_capacity(
@@ -100,10 +109,10 @@ class VfpoolFilter(filters.BaseHostFilter):
                 rpcapi.VersionTooNew, vf_config.ConfigError) as exc:
             LOG.warning('VfpoolFilter: vfpool cannot say which of %d '
                         'host(s) have the VFs of instance %s (%s): '
-                        'failing closed, no host passes', len(names),
+                        'failing closed, no other host passes', len(names),
                         spec_obj.instance_uuid, exc)
-            return []
-        passed = [h for h in hosts if answer.get(h.host)]
+            return home
+        passed = home + [h for h in hosts if answer.get(h.host)]
         unknown = sorted(set(names) - set(answer))
         LOG.debug('VfpoolFilter: %d of %d host(s) have the VFs of '
                   'instance %s; unknown to vfpool: %s', len(passed),

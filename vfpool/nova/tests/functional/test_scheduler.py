@@ -17,6 +17,7 @@ The filter asks vfpool once per scheduling pass for every candidate host
 """
 
 from vfpool.nova import scheduler
+from vfpool.nova.tests.functional import test_cold_migration as cold
 from vfpool.nova.tests.functional import test_lifecycle as lc
 from vfpool.tests import api_cases
 
@@ -86,6 +87,34 @@ class TestVfpoolFilter(SchedulerBase):
 
         self.assertEqual(self.unknown, server['OS-EXT-SRV-ATTR:host'])
         self.assertEqual([], self.capacity_calls)
+
+
+class TestResizeOnItsOwnHost(SchedulerBase):
+    """``allow_resize_to_same_host``: the VFs stay, none need be free."""
+
+    def test_resize_on_its_full_host_keeps_its_vfs(self):
+        self.flags(allow_resize_to_same_host=True)
+        host = self.start_vfpool_compute('host')
+        server = self.boot(host, self.vf_flavor())
+        before = self.allocations(server)
+        # Everything else on the host is taken.
+        self.take_all(host, lc.VFS_A[1:], lc.PHYSNET_A)
+        self.take_all(host, lc.VFS_B[1:], lc.PHYSNET_B)
+        self.assertEqual([], self.free_vfs(host))
+        self.count_capacity_calls()
+        bigger = self._create_flavor(
+            memory_mb=4096, extra_spec={'vfpool:vfs': lc.TWO_NETWORKS})
+
+        with cold.NO_DISK_COPY:
+            server = self._resize_server(server, bigger)
+
+        self.assertEqual(host, server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual([], self.capacity_calls)
+        self.assertEqual(before, self.allocations(server))
+        self.assertEqual(before, self.guest_vfs(host, server))
+        self._confirm_resize(server)
+        self.assertEqual(before, self.allocations(server))
+        self.assertEqual([], self.free_vfs(host))
 
 
 class TestVfpoolUnreachable(SchedulerBase):
