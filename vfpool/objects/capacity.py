@@ -113,15 +113,17 @@ def satisfiable(buckets: list[Bucket], requests: list[dict],
 
 
 def _nth_servable(request: dict, nth: int, numa_policy: str):
-    """The id of a host's ``nth`` VF that may serve ``request``, or NULL.
+    """The id of some ``nth`` VF of a host that may serve ``request``.
 
-    Correlated with the outer host row; an index range read that stops
-    after ``nth`` entries, however many VFs the host has.
+    NULL when the host has fewer.  Correlated with the outer host row; an
+    index range read that stops after ``nth`` entries, however many VFs
+    the host has.  No ORDER BY: which VF is the nth does not matter, and
+    sorting made PostgreSQL read (and JIT-compile for) every VF.
     """
     return (sa.select(VF.id)
             .where(VF.host_id == Host.id,
                    *vf_obj.can_serve(request, numa_policy))
-            .order_by(VF.id).limit(1).offset(nth - 1)
+            .limit(1).offset(nth - 1)
             .correlate(Host).scalar_subquery())
 
 
