@@ -148,12 +148,12 @@ def get_capacity(context, hosts: list[str], requests: list[dict],
     """
     names = sorted(set(hosts))
     if not requests:
-        rows = context.session.execute(
+        rows = context.session.connection().execute(
             sa.select(Host.name, Host.disabled)
             .where(Host.name.in_(names))).all()
         return {name: not disabled for name, disabled in rows}
     total = sum(r['count'] for r in requests)
-    rows = context.session.execute(
+    rows = context.session.connection().execute(
         sa.select(Host.id, Host.name, Host.disabled,
                   *(_nth_servable(r, total, numa_policy) for r in requests))
         .where(Host.name.in_(names))).all()
@@ -176,7 +176,7 @@ def _buckets(session, host_ids: list[int],
              requests: list[dict]) -> dict[int, list[Bucket]]:
     """The available VFs of ``host_ids`` on the requested networks."""
     networks = sorted({r['physical_network'] for r in requests})
-    rows = session.execute(
+    rows = session.connection().execute(
         sa.select(VF.host_id, *_KEY_COLUMNS, sa.func.count(VF.id))
         .where(VF.host_id.in_(host_ids), VF.state == models.AVAILABLE,
                VF.physical_network.in_(networks))
