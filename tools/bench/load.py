@@ -20,11 +20,16 @@ real servers on a bulk-seeded inventory (``--agents`` hosts), then, for
 * every agent reports its (unchanged) snapshot with its digest once per
   ``--interval``, spread evenly: ``agents / interval`` reports per second;
 * a storm: ``--storm-hosts`` hosts are drained, every instance on them
-  live-migrated concurrently (``--storm-callers`` threads) as Nova would:
-  ``prepare_migration``, ``begin_migration``, ``complete_migration``.
+  live-migrated as Nova would: ``prepare_migration``,
+  ``begin_migration``, the memory copy (``--copy-seconds``), then
+  ``complete_migration``; one migration per drained host at a time
+  (Nova's default ``max_concurrent_live_migrations``), or
+  ``--storm-callers`` at once.  ``--copy-seconds 0 --storm-callers 16``
+  is a closed loop: the servers' throughput, not a storm's latency.
 
 It prints p50/p99 per call, errors, how late reports were sent (the
-client could not keep up if so), the servers' CPU and RSS; then steps the
+client could not keep up if so), the servers' CPU and RSS, the load
+generator's CPU and the whole machine's (saturated or not); then steps the
 report rate up (x2 each ``--step`` seconds, without the storm) and prints
 the highest rate whose p99 stayed under 100 ms with no errors.
 """
@@ -131,8 +136,10 @@ def _storm_jobs(client, ctxt, inv: Inventory, hosts: int,
     drained = [inv.host(i) for i in range(hosts)]
     targets = [inv.host(i) for i in range(hosts, inv.hosts)]
     jobs = []
-    for n, host in enumerate(drained):
-        for k in range(per_host):
+    # Round by round, one instance of each host: the first migrations
+    # under way are one per drained host, as Nova starts them.
+    for k in range(per_host):
+        for n, host in enumerate(drained):
             instance = str(uuid.uuid4())
             client.allocate(ctxt, instance, host,
                             [{'physical_network': PHYSNET,
@@ -144,9 +151,15 @@ def _storm_jobs(client, ctxt, inv: Inventory, hosts: int,
     return jobs
 
 
-def _storm(client, ctxt, jobs: list, callers: int, calls: Calls,
-           stop: threading.Event) -> None:
-    """Drain the hosts: migrate their instances, ``callers`` at once."""
+def _storm(client, ctxt, jobs: list, callers: int, copy_seconds: float,
+           calls: Calls, stop: threading.Event) -> None:
+    """Drain the hosts: migrate their instances, ``callers`` at once.
+
+    ``copy_seconds`` between ``begin_migration`` and
+    ``complete_migration`` stands for the guest's memory copy, during
+    which Nova calls vfpool nothing; 0 makes the storm a closed loop that
+    sends calls as fast as the servers answer them.
+    """
     def migrate(job):
         if stop.is_set():
             return
@@ -158,6 +171,8 @@ def _storm(client, ctxt, jobs: list, callers: int, calls: Calls,
         if calls.timed('begin_migration', client.begin_migration, ctxt,
                        migration) is None:
             return
+        if copy_seconds:
+            stop.wait(copy_seconds)
         calls.timed('complete_migration', client.complete_migration, ctxt,
                     migration)
 
@@ -197,8 +212,11 @@ def run(args) -> int:
         stop = threading.Event()
         pids = procstats.servers(stack)
         cpu0, t0 = procstats.cpu_seconds(pids), time.perf_counter()
+        own0, (busy0, ncpu) = (procstats.own_cpu_seconds(),
+                               procstats.machine_busy())
         storm = threading.Thread(target=_storm, args=(
-            client, ctxt, jobs, args.storm_callers, calls, stop),
+            client, ctxt, jobs, args.storm_callers or args.storm_hosts,
+            args.copy_seconds, calls, stop),
             daemon=True)
         storm.start()
         late = _agents(client, ctxt, inv, rate, args.duration, calls,
@@ -207,6 +225,8 @@ def run(args) -> int:
         storm.join()
         wall = time.perf_counter() - t0
         cpu = procstats.cpu_seconds(pids) - cpu0
+        own = procstats.own_cpu_seconds() - own0
+        busy = procstats.machine_busy()[0] - busy0
         print('\n'.join(pings.lines()))
         print('\n'.join(calls.lines()))
         errors = sum(calls.errors.values())
@@ -220,6 +240,9 @@ def run(args) -> int:
                   late * 1000))
         print('  servers: %.2f CPU cores busy on average over %.0f s; %s'
               % (cpu / wall, wall, procstats.summary(stack)), flush=True)
+        print('  load generator (this process): %.2f cores; whole machine: '
+              '%.2f of %d cores busy' % (own / wall, busy / wall, ncpu),
+              flush=True)
         best = None
         step_rate = rate
         while step_rate <= args.max_rate:
@@ -258,7 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--storm-hosts', type=int, default=100)
     parser.add_argument('--per-host', type=int, default=4,
                         help='instances on each drained host')
-    parser.add_argument('--storm-callers', type=int, default=16)
+    parser.add_argument('--storm-callers', type=int, default=0,
+                        help='migrations at once (default: one per '
+                        "drained host, Nova's default "
+                        'max_concurrent_live_migrations = 1)')
+    parser.add_argument('--copy-seconds', type=float, default=2.0,
+                        help="each migration's memory copy, between "
+                        'begin and complete (0: a closed loop)')
     parser.add_argument('--senders', type=int, default=64,
                         help='client threads sending the reports')
     parser.add_argument('--servers', type=int, default=1)

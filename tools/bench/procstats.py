@@ -73,3 +73,22 @@ def summary(stack) -> str:
     rss = [rss_mb(p) for p in servers(stack)]
     return '%d server process(es), RSS max %.0f MB, total %.0f MB' % (
         len(rss), max(rss or [0]), sum(rss))
+
+
+def machine_busy() -> tuple[float, int]:
+    """(busy CPU seconds of the whole machine so far, number of CPUs).
+
+    From /proc/stat: everything but idle and iowait.  With the servers'
+    own figure it tells whether the machine (load generator, broker,
+    database and servers on one host) was saturated.
+    """
+    with open('/proc/stat') as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _TICK, os.cpu_count() or 1
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU time of this process (the load generator)."""
+    t = os.times()
+    return t.user + t.system
