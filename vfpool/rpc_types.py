@@ -82,6 +82,12 @@ class InventoryCounts(typing.TypedDict):
     unchanged: int
 
 
+def unchanged_counts(pfs: list[dict]) -> InventoryCounts:
+    """What ``report_inventory`` answers for the snapshot it had."""
+    return InventoryCounts(added=0, removed=0, updated=0,
+                           unchanged=sum(len(pf['vfs']) for pf in pfs))
+
+
 class Capacity(typing.TypedDict):
     """``get_capacity`` (1.3): whether each known host could take it all."""
 

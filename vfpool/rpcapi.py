@@ -32,6 +32,8 @@ API version history:
         VF requests, in one call: for a scheduler filter)
 * 1.4 - report_inventory(digest=...): an unchanged snapshot costs the
         server one UPDATE; ping also answers the worker's ``pid``
+* 1.5 - report_unchanged(host, digest): an unchanged snapshot's report
+        without the snapshot
 
 Every method is a ``call``.  Errors arrive as the very classes of
 ``vfpool.exception`` that the server raised.  A client caps what it
@@ -49,7 +51,7 @@ import oslo_messaging as messaging
 from vfpool import rpc
 from vfpool import rpc_types
 
-RPC_API_VERSION = '1.4'
+RPC_API_VERSION = '1.5'
 
 
 class VersionTooNew(Exception):
@@ -109,6 +111,18 @@ class VfpoolAPI:
                               pfs=pfs, digest=digest)
         return self._call(context, '1.0', 'report_inventory', host=host,
                           pfs=pfs)
+
+    def report_unchanged(self, context, host: str, digest: str) -> bool:
+        """(1.5) Whether the server took ``digest`` for the host's report.
+
+        False when the server has another snapshot (or none) for the
+        host, and also, without a call, when the cap is below 1.5: the
+        caller then sends ``report_inventory`` in full.
+        """
+        if not self.can_send_version('1.5'):
+            return False
+        return self._call(context, '1.5', 'report_unchanged', host=host,
+                          digest=digest)
 
     def allocate(self, context, instance_uuid: str, host: str,
                  requests: list,

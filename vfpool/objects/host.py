@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from vfpool.db import api as db_api
 from vfpool.db import models
 from vfpool import exception
-from vfpool import rpc_types
 from vfpool import utils
 
 Host = models.Host
@@ -95,13 +94,6 @@ def forget_report(session, host_id: int) -> None:
                               Host.report_digest.is_not(None))
         .values(report_digest=None)
         .execution_options(synchronize_session=False))
-
-
-def unchanged_counts(pfs: list[dict]) -> rpc_types.InventoryCounts:
-    """What :func:`report_inventory` answers for a snapshot it had."""
-    return rpc_types.InventoryCounts(
-        added=0, removed=0, updated=0,
-        unchanged=sum(len(pf['vfs']) for pf in pfs))
 
 
 @db_api.retry_on_deadlock

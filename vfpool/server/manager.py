@@ -41,7 +41,7 @@ from vfpool import validation as v
 
 LOG = logging.getLogger(__name__)
 
-RPC_API_VERSION = '1.4'
+RPC_API_VERSION = '1.5'
 
 
 def endpoint(func):
@@ -106,11 +106,23 @@ class Manager:
                 LOG.debug('Digest of %s does not match its snapshot', host)
             elif host_obj.report_unchanged(context, host, digest):
                 LOG.debug('Inventory of %s unchanged', host)
-                return host_obj.unchanged_counts(pfs)
+                return rpc_types.unchanged_counts(pfs)
         pfs = v.inventory('pfs', pfs)
         counts = host_obj.report_inventory(context, host, pfs, digest)
         LOG.info('Inventory of %s: %s', host, counts)
         return counts
+
+    @endpoint
+    def report_unchanged(self, context, host, digest) -> bool:
+        """(1.5) The agent's snapshot is the one last applied: ``digest``.
+
+        No snapshot travels: True records that the host reported (one
+        UPDATE, as an unchanged ``report_inventory``), False (another or
+        no digest stored, an unknown host) asks for the full report.
+        """
+        host = v.name('host', host)
+        digest = v.sha256('digest', digest)
+        return host_obj.report_unchanged(context, host, digest)
 
     @endpoint
     def allocate(self, context, instance_uuid, host, requests, request_id,

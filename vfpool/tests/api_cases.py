@@ -414,7 +414,7 @@ class ApiBehaviour:
     # 1.1
 
     def test_ping(self):
-        self.assertEqual('1.4', self.client.ping(None)['version'])
+        self.assertEqual('1.5', self.client.ping(None)['version'])
 
     def test_replace_allocation_swaps_in_one_step(self):
         self.report('h1', inv.pf(5, 2))

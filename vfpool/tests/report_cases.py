@@ -92,6 +92,41 @@ class ReportDigestBehaviour:
                          without_report_time(after))
         self.assertNotEqual(before['hosts'], after['hosts'])
 
+    def test_report_unchanged_records_the_report_time_only(self):
+        pfs = [inv.pf(5, 4)]
+        digest = utils.snapshot_digest(pfs)
+        self.send('h1', pfs)
+        self.backdate('h1')
+        before = table_dump(self.engine)
+        self.assertTrue(self.client.report_unchanged(None, 'h1', digest))
+        self.assertGreater(self.host_row('h1').last_report_at, LONG_AGO)
+        column = list(Host.__table__.columns.keys()).index('last_report_at')
+        after = table_dump(self.engine)
+        self.assertEqual(
+            [row[:column] + row[column + 1:] for row in before['hosts']],
+            [row[:column] + row[column + 1:] for row in after['hosts']])
+        self.assertEqual(dict(before, hosts=None), dict(after, hosts=None))
+
+    def test_report_unchanged_asks_for_the_full_report_otherwise(self):
+        pfs = [inv.pf(5, 2)]
+        digest = utils.snapshot_digest(pfs)
+        self.send('h1', pfs)
+        self.backdate('h1')
+        before = table_dump(self.engine)
+        other = utils.snapshot_digest([inv.pf(5, 3)])
+        # Another snapshot's digest; a host vfpool does not know.
+        self.assertFalse(self.client.report_unchanged(None, 'h1', other))
+        self.assertFalse(self.client.report_unchanged(None, 'h2', digest))
+        self.assertEqual(before, table_dump(self.engine))
+        # No digest stored (an operator's change, a report without one).
+        self.client.report_inventory(None, 'h1', pfs)
+        self.assertFalse(self.client.report_unchanged(None, 'h1', digest))
+        for host, bad in [('h1', 'not-a-digest'), ('h1', None),
+                          ('', digest), (None, digest)]:
+            self.assertRaises(exception.InvalidInput,
+                              self.client.report_unchanged, None, host, bad)
+        self.assertIsNone(self.host_row('h1').report_digest)
+
     def test_changed_snapshot_with_a_stale_digest_is_applied(self):
         pfs = [inv.pf(5, 4)]
         stale = utils.snapshot_digest(pfs)

@@ -143,6 +143,28 @@ class TestReportRound(ReporterTestCase):
         # One connection serves every round while it lives.
         self.assertEqual(1, len(self.opened))
 
+    def test_unchanged_snapshot_travels_as_its_digest(self):
+        sent = []
+        client = self.rpc.client
+
+        class Recording:
+            def __getattr__(self, name):
+                sent.append(name)
+                return getattr(client, name)
+
+        agent = self.make_reporter(api=Recording())
+        self.assertEqual(18, agent.report()['added'])
+        self.assertEqual(UNCHANGED, agent.report())
+        self.assertEqual(['report_inventory', 'report_unchanged'], sent)
+        # The server forgot the snapshot (an operator's change): the
+        # digest is refused and the snapshot sent in full.
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(models.Host).values(report_digest=None))
+        self.assertEqual(UNCHANGED, agent.report())
+        self.assertEqual(['report_unchanged', 'report_inventory'], sent[2:])
+        self.assertEqual(UNCHANGED, agent.report())
+        self.assertEqual(['report_unchanged'], sent[4:])
+
     def test_no_spec_reports_an_empty_host(self):
         self.reporter.report()
         self.reporter.specs = []

@@ -46,6 +46,12 @@ class Manager13(manager.Manager):
     target = messaging.Target(version='1.3')
 
 
+class Manager14(manager.Manager):
+    """A server still on RPC 1.4, as during the upgrade to 1.5."""
+
+    target = messaging.Target(version='1.4')
+
+
 class TestVersionCap(testtools.TestCase):
     def setUp(self):
         super().setUp()
@@ -55,8 +61,8 @@ class TestVersionCap(testtools.TestCase):
     def test_uncapped_client_sends_newest_version(self):
         client = self.useFixture(fixtures.FakeRPC(self.conf)).client
         self.assertEqual(rpcapi.RPC_API_VERSION, client.version_cap)
-        self.assertTrue(client.can_send_version('1.4'))
-        self.assertEqual('1.4', client.ping(None)['version'])
+        self.assertTrue(client.can_send_version('1.5'))
+        self.assertEqual('1.5', client.ping(None)['version'])
 
     def test_capped_client_keeps_working_with_old_server(self):
         self.conf.set_override('vfpool', '1.0', group='upgrade_levels')
@@ -194,3 +200,28 @@ class TestVersionCap14(_OldServerTestCase):
         # Without one the report is a 1.0 call, which it takes.
         self.assertEqual(2, client.report_inventory(
             None, 'h1', self.pfs)['added'])
+
+
+class TestVersionCap15(_OldServerTestCase):
+    """``report_unchanged`` (1.5) during the upgrade from 1.4."""
+
+    server_manager = Manager14
+
+    def setUp(self):
+        super().setUp()
+        self.pfs = [inv.pf(5, 2)]
+        self.digest = utils.snapshot_digest(self.pfs)
+
+    def test_capped_client_answers_false_without_a_call(self):
+        client = self.old_server(cap='1.4')
+        client.report_inventory(None, 'h1', self.pfs, digest=self.digest)
+        self.assertFalse(client.can_send_version('1.5'))
+        self.assertFalse(client.report_unchanged(None, 'h1', self.digest))
+        # The full report still costs the 1.4 server one statement.
+        self.assertEqual(2, client.report_inventory(
+            None, 'h1', self.pfs, digest=self.digest)['unchanged'])
+
+    def test_1_4_server_refuses_report_unchanged(self):
+        client = self.old_server()
+        self.assertRaises(messaging.UnsupportedVersion,
+                          client.report_unchanged, None, 'h1', self.digest)
