@@ -12,8 +12,11 @@
 
 """The agents' report_inventory, unchanged and changed, at 1 and 16 callers.
 
-``report unchanged``: a host reports the snapshot it reported last, with
-its digest (RPC 1.4): the server's one-UPDATE path.  ``report changed``:
+``report unchanged``: a host reports the snapshot it reported last, as
+the agent does, by its digest alone (``report_unchanged``, RPC 1.5): the
+server's one-UPDATE path.  ``report unchanged 1.4``: the same with the
+snapshot and its digest (``report_inventory``, RPC 1.4), for comparison,
+as a 1.4 agent sends it.  ``report changed``:
 every call flips one VF's netdev, so each report is applied in full (one
 VF updated, every other VF compared).  Each caller reports its own host,
 as agents do.  Targets (issue 11): unchanged p50 <= 1.5 x ping p50, and
@@ -38,11 +41,12 @@ class _Reporter:
     host's snapshot (and which netdev it had) outlives its thread.
     """
 
-    def __init__(self, ctx, changed: bool):
+    def __init__(self, ctx, changed: bool, digest_only: bool = False):
         from vfpool import utils
 
         self.ctx = ctx
         self.changed = changed
+        self.digest_only = digest_only
         self.digest = utils.snapshot_digest
         self.turn = itertools.count()
         self.local = threading.local()
@@ -64,6 +68,11 @@ class _Reporter:
         if self.changed:
             vf = pfs[0]['vfs'][0]
             vf['netdev'] = None if vf['netdev'] else 'benchv0'
+        if self.digest_only:
+            if not self.ctx.client.report_unchanged(
+                    self.ctx.ctxt, host, self.digest(pfs)):
+                raise AssertionError('report_unchanged refused %s' % host)
+            return
         counts = self.ctx.client.report_inventory(
             self.ctx.ctxt, host, pfs, digest=self.digest(pfs))
         if self.changed and counts['updated'] != 1:
@@ -80,12 +89,13 @@ class _Reporter:
 
 def report_inventory(ctx) -> None:
     """The EXTRA_SECTIONS entry (see bench.sections.SectionContext)."""
-    for changed in (False, True):
+    for name, changed, digest_only in [
+            ('report unchanged', False, True),
+            ('report unchanged 1.4', False, False),
+            ('report changed', True, False)]:
         for callers in CALLERS:
-            reporter = _Reporter(ctx, changed)
-            ctx.measure('report %s' % ('changed' if changed else
-                                       'unchanged'), reporter,
-                        callers=callers)
+            reporter = _Reporter(ctx, changed, digest_only)
+            ctx.measure(name, reporter, callers=callers)
             reporter.restore()
     label = ctx.inventory.label
     ping = ctx.baseline(1)
