@@ -164,8 +164,7 @@ class Reporter:
             # The snapshot the server took last time: its digest alone
             # says so (1.5); the server answers False if it has another.
             if (digest == self.reported_digest and
-                    self.api.report_unchanged(context, self.conf.host,
-                                              digest)):
+                    self._report_unchanged(context, digest)):
                 counts = rpc_types.unchanged_counts(pfs)
             else:
                 counts = self.api.report_inventory(
@@ -185,6 +184,17 @@ class Reporter:
             counts.get('added'), counts.get('removed'),
             counts.get('updated'), counts.get('unchanged'))
         return counts
+
+    def _report_unchanged(self, context, digest: str) -> bool:
+        try:
+            return self.api.report_unchanged(context, self.conf.host, digest)
+        except messaging.UnsupportedVersion:
+            # A server older than 1.5 and an uncapped agent: report in
+            # full rather than fail every round until the server is new.
+            self.log.warning('The server does not know report_unchanged '
+                             '(RPC 1.5): reporting in full; set '
+                             '[upgrade_levels] vfpool to its version')
+            return False
 
     def run_once(self) -> int:
         """One round that never raises; seconds until the next round."""

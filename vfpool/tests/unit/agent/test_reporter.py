@@ -34,6 +34,7 @@ from vfpool.db import models
 from vfpool import exception
 from vfpool import rpcapi
 from vfpool.tests import fixtures as vfpool_fixtures
+from vfpool.tests.unit.server import test_rpcapi
 
 HOSTS = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..',
                                      'data', 'hosts'))
@@ -172,6 +173,20 @@ class TestReportRound(ReporterTestCase):
                          self.reporter.report())
         self.assertEqual({models.MISSING},
                          {row.state for row in self.vf_rows()})
+
+
+class TestOldServer(ReporterTestCase):
+
+    def test_uncapped_agent_reports_in_full_to_a_1_4_server(self):
+        rpc = vfpool_fixtures.FakeRPC(self.conf)
+        rpc.manager_class = test_rpcapi.Manager14
+        agent = self.make_reporter(api=self.useFixture(rpc).client)
+        self.assertEqual(18, agent.report()['added'])
+        # report_unchanged is refused as too new; the round still reports.
+        self.assertEqual(UNCHANGED, agent.report())
+        self.assertEqual(UNCHANGED, agent.report())
+        self.assertIn('does not know report_unchanged (RPC 1.5)',
+                      self.log.output)
 
 
 class TestLibvirtFailures(ReporterTestCase):
