@@ -112,19 +112,19 @@ def satisfiable(buckets: list[Bucket], requests: list[dict],
     return True
 
 
-def _nth_servable(request: dict, nth: int, numa_policy: str):
+def _nth_servable(request: dict, nth: int, numa_policy: str, prefix: str):
     """The id of some ``nth`` VF of a host that may serve ``request``.
 
-    NULL when the host has fewer.  Correlated with the outer host row; an
+    With its bind parameters (named ``prefix`` + key).  NULL when the host
+    has fewer.  Correlated with the outer host row; an
     index range read that stops after ``nth`` entries, however many VFs
     the host has.  No ORDER BY: which VF is the nth does not matter, and
     sorting made PostgreSQL read (and JIT-compile for) every VF.
     """
-    return (sa.select(VF.id)
-            .where(VF.host_id == Host.id,
-                   *vf_obj.can_serve(request, numa_policy))
+    criteria, params = vf_obj.can_serve(request, numa_policy, prefix)
+    return (sa.select(VF.id).where(VF.host_id == Host.id, *criteria)
             .limit(1).offset(nth - 1)
-            .correlate(Host).scalar_subquery())
+            .correlate(Host).scalar_subquery()), params
 
 
 @db_api.context_manager.reader
@@ -153,10 +153,15 @@ def get_capacity(context, hosts: list[str], requests: list[dict],
             .where(Host.name.in_(names))).all()
         return {name: not disabled for name, disabled in rows}
     total = sum(r['count'] for r in requests)
+    looks, params = [], {}
+    for i, request in enumerate(requests):
+        look, look_params = _nth_servable(request, total, numa_policy,
+                                          'r%d_' % i)
+        looks.append(look)
+        params.update(look_params)
     rows = context.session.connection().execute(
-        sa.select(Host.id, Host.name, Host.disabled,
-                  *(_nth_servable(r, total, numa_policy) for r in requests))
-        .where(Host.name.in_(names))).all()
+        sa.select(Host.id, Host.name, Host.disabled, *looks)
+        .where(Host.name.in_(names)), params).all()
     answer: dict[str, bool] = {}
     scarce: dict[int, str] = {}
     for host_id, name, disabled, *nth in rows:

@@ -19,6 +19,7 @@ PostgreSQL alike, with any number of servers, because the database
 re-checks the WHERE clause against the latest committed row.
 """
 
+import functools
 import typing
 
 from oslo_utils import timeutils
@@ -146,23 +147,51 @@ def free(session, criteria) -> int:
     return transition(session, criteria, models.AVAILABLE, **FREE_VALUES)
 
 
+#: What a request may ask of a VF besides its physical network.
+_DEVICE_KEYS = ('vendor_id', 'product_id')
+
+
+def serve_shape(request: dict, numa_policy: str) -> tuple[tuple, bool]:
+    """(device keys asked, NUMA node required?): what ``can_serve`` binds."""
+    devices = tuple(key for key in _DEVICE_KEYS if request.get(key))
+    return devices, (request.get('numa_node') is not None and
+                     numa_policy == pool_conf.NUMA_REQUIRED)
+
+
+def serve_criteria(devices: tuple, numa_required: bool,
+                   prefix: str) -> list:
+    """The criteria of :func:`can_serve` for one shape of request.
+
+    Bind parameters named ``prefix + key``: a statement built once serves
+    every request of that shape.
+    """
+    criteria = [VF.state == models.AVAILABLE,
+                VF.physical_network == sa.bindparam(
+                    prefix + 'physical_network')]
+    criteria += [getattr(VF, key) == sa.bindparam(prefix + key)
+                 for key in devices]
+    if numa_required:
+        criteria.append(VF.numa_node == sa.bindparam(prefix + 'numa_node'))
+    return criteria
+
+
+def serve_params(request: dict, prefix: str) -> dict:
+    """The values of :func:`serve_criteria`'s bind parameters."""
+    return {prefix + key: request.get(key)
+            for key in ('physical_network', 'numa_node') + _DEVICE_KEYS}
+
+
 def can_serve(request: dict,
-              numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY) -> list:
-    """Criteria of the available VFs that may serve ``request``.
+              numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY,
+              prefix: str = 's_') -> tuple[list, dict]:
+    """Criteria of the VFs that may serve ``request``, and their values.
 
     Physical network always, vendor and product when asked, the NUMA
     node only under ``[pool] numa_policy = required``: what a claim
     takes, and what ``get_capacity`` counts.
     """
-    criteria = [VF.state == models.AVAILABLE,
-                VF.physical_network == request['physical_network']]
-    for key in ('vendor_id', 'product_id'):
-        if request.get(key):
-            criteria.append(getattr(VF, key) == request[key])
-    numa = request.get('numa_node')
-    if numa is not None and numa_policy == pool_conf.NUMA_REQUIRED:
-        criteria.append(VF.numa_node == numa)
-    return criteria
+    return (serve_criteria(*serve_shape(request, numa_policy), prefix),
+            serve_params(request, prefix))
 
 
 def claim(session, request: dict, to_state: str, values: dict,
@@ -176,33 +205,62 @@ def claim(session, request: dict, to_state: str, values: dict,
     """
     conn = session.connection()
     exclude = set(exclude or ())
-    criteria = [VF.host_id == host_id,
-                *can_serve(request, numa_policy)]
-    query = sa.select(*COLUMNS).join(PF, PF.id == VF.pf_id)
     numa = request.get('numa_node')
-    order: list[typing.Any] = [VF.id]
-    if numa is not None and numa_policy == pool_conf.NUMA_PREFERRED:
-        order = [sa.case((VF.numa_node == numa, 0), else_=1), VF.id]
-    now = timeutils.utcnow()
+    devices, numa_required = serve_shape(request, numa_policy)
+    preferred = numa is not None and numa_policy == pool_conf.NUMA_PREFERRED
+    params = dict(serve_params(request, 'c_'), c_host_id=host_id)
+    swap = _swap_statement(to_state, tuple(sorted(values)))
+    swap_params = dict({'v_' + k: v for k, v in values.items()},
+                       v_updated_at=timeutils.utcnow())
     while True:
-        extra = [VF.id.not_in(exclude)] if exclude else []
         candidates = conn.execute(
-            query.where(*criteria, *extra).order_by(*order)
-            .limit(_CANDIDATES)).all()
+            _candidates_statement(devices, numa_required, preferred,
+                                  bool(exclude)),
+            dict(params, c_exclude=list(exclude))).all()
         if not candidates:
             return None
         for vf in candidates:
-            won = conn.execute(
-                sa.update(VF)
-                .where(VF.id == vf.id, VF.state == models.AVAILABLE,
-                       VF.generation == vf.generation)
-                .values(state=to_state, generation=vf.generation + 1,
-                        updated_at=now, **values)).rowcount
+            won = conn.execute(swap, dict(
+                swap_params, w_id=vf.id, w_generation=vf.generation,
+                v_generation=vf.generation + 1)).rowcount
             if won:
                 return vf.id, vf.host_id, allocation(
                     vf, mac=values.get('mac'), vlan=values.get('vlan'),
                     port_id=values.get('port_id'))
             exclude.add(vf.id)
+
+
+# claim() builds its two statements once per shape: composing a
+# SQLAlchemy statement costs more Python than executing a cached one.
+
+@functools.lru_cache(maxsize=None)
+def _candidates_statement(devices: tuple, numa_required: bool,
+                          numa_preferred: bool, excluding: bool):
+    """Up to _CANDIDATES available VFs of a request, best first."""
+    criteria = [VF.host_id == sa.bindparam('c_host_id'),
+                *serve_criteria(devices, numa_required, 'c_')]
+    order: list[typing.Any] = [VF.id]
+    if numa_preferred:
+        order = [sa.case((VF.numa_node == sa.bindparam('c_numa_node'), 0),
+                         else_=1), VF.id]
+    if excluding:
+        criteria.append(VF.id.not_in(sa.bindparam('c_exclude',
+                                                  expanding=True)))
+    return (sa.select(*COLUMNS).join(PF, PF.id == VF.pf_id)
+            .where(*criteria).order_by(*order).limit(_CANDIDATES))
+
+
+@functools.lru_cache(maxsize=None)
+def _swap_statement(to_state: str, keys: tuple):
+    """The compare-and-swap of one candidate: still available, unchanged."""
+    return (sa.update(VF)
+            .where(VF.id == sa.bindparam('w_id'),
+                   VF.state == models.AVAILABLE,
+                   VF.generation == sa.bindparam('w_generation'))
+            .values(state=to_state,
+                    generation=sa.bindparam('v_generation'),
+                    updated_at=sa.bindparam('v_updated_at'),
+                    **{key: sa.bindparam('v_' + key) for key in keys}))
 
 
 def no_vf(host: str, request: dict) -> exception.NoAvailableVF:
