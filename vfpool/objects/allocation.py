@@ -36,6 +36,7 @@ from vfpool.objects import vf as vf_obj
 
 VF = models.VirtualFunction
 Request = models.AllocationRequest
+Host = models.Host
 
 
 def _digest(*parts) -> str:
@@ -65,6 +66,33 @@ def _macs(session, host: str, requests: list[dict],
     return [r.get('mac') or next(assigned) for r in requests]
 
 
+#: The host and the request id as recorded, if it was: one round trip.
+#: The join does not depend on the host, so a request seen before is
+#: found whatever host it named.
+_HOST_AND_REQUEST = (
+    sa.select(Host.id, Host.disabled, Request.id.label('seen_id'),
+              Request.instance_uuid, Request.digest, Request.released_at)
+    .select_from(Host)
+    .outerjoin(Request, Request.request_id == sa.bindparam('request_id'))
+    .where(Host.name == sa.bindparam('host')))
+
+_REQUEST = sa.select(Request.instance_uuid, Request.digest,
+                     Request.released_at).where(
+    Request.request_id == sa.bindparam('request_id'))
+
+_RECORD = sa.insert(Request)
+
+
+def _host_and_request(conn, host: str, request_id: str) -> tuple:
+    """(the host's row or None, the request's row or None)."""
+    params = dict(host=host, request_id=request_id)
+    row = conn.execute(_HOST_AND_REQUEST, params).first()
+    if row is None:
+        # A host vfpool does not know: the request may still be a replay.
+        return None, conn.execute(_REQUEST, params).first()
+    return row, (row if row.seen_id is not None else None)
+
+
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
 def allocate(context, instance_uuid: str, host: str, requests: list[dict],
@@ -81,9 +109,9 @@ def allocate(context, instance_uuid: str, host: str, requests: list[dict],
     (:mod:`vfpool.objects.macs`).
     """
     session = context.session
+    conn = session.connection()
     digest = _digest(instance_uuid, host, requests)
-    seen = session.execute(sa.select(Request).where(
-        Request.request_id == request_id)).scalar_one_or_none()
+    host_row, seen = _host_and_request(conn, host, request_id)
     if seen is not None:
         if seen.released_at is not None:
             raise exception.RequestReleased(request_id=request_id,
@@ -91,13 +119,13 @@ def allocate(context, instance_uuid: str, host: str, requests: list[dict],
         if seen.digest != digest:
             raise exception.RequestConflict(request_id=request_id)
         return _replay(session, instance_uuid, request_id)
-    host_row = host_obj.get_by_name(session, host)
+    if host_row is None:
+        raise exception.HostNotFound(host=host)
     if host_row.disabled:
         raise exception.HostDisabled(host=host)
-    session.add(Request(request_id=request_id, instance_uuid=instance_uuid,
-                        host_id=host_row.id, digest=digest,
-                        created_at=timeutils.utcnow()))
-    session.flush()
+    conn.execute(_RECORD, dict(
+        request_id=request_id, instance_uuid=instance_uuid,
+        host_id=host_row.id, digest=digest, created_at=timeutils.utcnow()))
     result = []
     taken: set = set()
     for request, mac in zip(requests, _macs(session, host, requests,
