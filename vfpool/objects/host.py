@@ -12,6 +12,8 @@
 
 """Hosts and their PF/VF inventory, as the agents report it."""
 
+import typing
+
 from oslo_db import exception as db_exc
 from oslo_utils import timeutils
 import sqlalchemy as sa
@@ -31,18 +33,20 @@ _PF_FIELDS = ('netdev', 'vendor_id', 'product_id', 'numa_node',
               'physical_network')
 
 
+class HostRef(typing.NamedTuple):
+    """What a claim needs of a host, read with Core on the hot path."""
+
+    id: int
+    name: str
+    disabled: bool
+
+
 def get_by_name(session, name: str) -> models.Host:
     host = session.execute(
         sa.select(Host).where(Host.name == name)).scalar_one_or_none()
     if host is None:
         raise exception.HostNotFound(host=name)
     return host
-
-
-def by_names(session, *names: str) -> dict:
-    """Known hosts among ``names``, by name, in one query."""
-    return {h.name: h for h in session.execute(
-        sa.select(Host).where(Host.name.in_(set(names)))).scalars()}
 
 
 def names_by_id(session, ids) -> dict:

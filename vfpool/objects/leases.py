@@ -91,6 +91,11 @@ def now() -> sa.ColumnElement:
     return _UTCNow()
 
 
-def expiry(lease_seconds: int) -> sa.ColumnElement:
-    """The expiry of a lease of ``lease_seconds`` taken now, as SQL."""
-    return _UTCIn(sa.literal(int(lease_seconds), sa.Integer))
+def expiry(lease_seconds: int | sa.BindParameter) -> sa.ColumnElement:
+    """The expiry of a lease of ``lease_seconds`` taken now, as SQL.
+
+    ``lease_seconds`` may be a bind parameter, for a statement built once.
+    """
+    if not isinstance(lease_seconds, sa.BindParameter):
+        lease_seconds = sa.literal(int(lease_seconds), sa.Integer)
+    return _UTCIn(lease_seconds)

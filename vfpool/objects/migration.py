@@ -39,6 +39,7 @@ LOG = logging.getLogger(__name__)
 
 VF = models.VirtualFunction
 PF = models.PhysicalFunction
+Host = models.Host
 Migration = models.Migration
 MigrationVF = models.MigrationVF
 
@@ -120,15 +121,39 @@ def _end_claims(session, migration_uuid: str) -> int:
     return freed
 
 
-def _sources(session, instance_uuid: str, host_id: int) -> list:
-    return session.connection().execute(
-        sa.select(*vf_obj.COLUMNS).join(PF, PF.id == VF.pf_id)
-        .where(VF.host_id == host_id, vf_obj.owned_by(instance_uuid))
-        .order_by(VF.id)).all()
+#: The two hosts of a prepare, each with the instance's allocations on
+#: it if it is the source: one round trip.  A host vfpool does not know
+#: has no row.
+_HOSTS_AND_SOURCES = (
+    sa.select(Host.id.label('host_ref_id'), Host.name.label('host_ref_name'),
+              Host.disabled.label('host_ref_disabled'), *vf_obj.COLUMNS)
+    .select_from(Host)
+    .outerjoin(VF, sa.and_(VF.host_id == Host.id,
+                           Host.name == sa.bindparam('source'),
+                           vf_obj.owned_by(sa.bindparam('instance_uuid'))))
+    .outerjoin(PF, PF.id == VF.pf_id)
+    .where(Host.name.in_([sa.bindparam('source'), sa.bindparam('dest')]))
+    .order_by(VF.id))
+
+
+def _hosts_and_sources(session, instance_uuid: str, source_host: str,
+                       dest_host: str) -> tuple[dict, list]:
+    """The known hosts by name, and the instance's VFs on the source."""
+    hosts = {}
+    sources = []
+    for row in session.connection().execute(_HOSTS_AND_SOURCES, dict(
+            source=source_host, dest=dest_host,
+            instance_uuid=instance_uuid)):
+        hosts[row.host_ref_name] = host_obj.HostRef(
+            row.host_ref_id, row.host_ref_name, bool(row.host_ref_disabled))
+        if row.id is not None:
+            sources.append(row)
+    return hosts, sources
 
 
 def _claim_for(session, migration_id: int, migration_uuid: str,
-               instance_uuid: str, sources, dest: models.Host,
+               instance_uuid: str, sources,
+               dest: host_obj.HostRef | models.Host,
                match_device_type: bool, numa_policy: str) -> list[dict]:
     """One destination claim per source VF, or NoAvailableVF."""
     taken: set = set()
@@ -176,6 +201,10 @@ def _refuse_second(instance_uuid: str, in_flight: str | None) -> None:
                                             migration_uuid=in_flight)
 
 
+_INSERT = sa.insert(Migration).values(lease_expires_at=leases.expiry(
+    sa.bindparam('lease_seconds', type_=sa.Integer)))
+
+
 def _insert(session, migration_uuid: str, instance_uuid: str,
             source_id: int, dest_id: int, lease_seconds: int) -> int:
     """The ``prepare`` transition: the new row is in flight.
@@ -187,23 +216,30 @@ def _insert(session, migration_uuid: str, instance_uuid: str,
     """
     values = _state_values(instance_uuid, TRANSITIONS['prepare'][None])
     values['created_at'] = values.pop('updated_at')
-    return session.connection().execute(sa.insert(Migration).values(
-        uuid=migration_uuid, instance_uuid=instance_uuid,
+    return session.connection().execute(_INSERT, dict(
+        values, uuid=migration_uuid, instance_uuid=instance_uuid,
         source_host_id=source_id, dest_host_id=dest_id,
-        lease_expires_at=leases.expiry(lease_seconds), **values)
+        lease_seconds=int(lease_seconds))
     ).inserted_primary_key[0]
+
+
+_MARK = (sa.update(VF)
+         .where(VF.id.in_(sa.bindparam('mark_ids', expanding=True)),
+                vf_obj.owned_by(sa.bindparam('mark_instance_uuid')),
+                VF.migration_uuid.is_(None))
+         .values(migration_uuid=sa.bindparam('mark_migration_uuid'),
+                 generation=VF.generation + 1,
+                 updated_at=sa.bindparam('mark_updated_at')))
 
 
 def _mark(session, migration_uuid: str, instance_uuid: str,
           sources) -> None:
     """Mark the source allocations as moving with this migration."""
-    marked = session.connection().execute(
-        sa.update(VF).where(VF.id.in_([vf.id for vf in sources]),
-                            vf_obj.owned_by(instance_uuid),
-                            VF.migration_uuid.is_(None))
-        .values(migration_uuid=migration_uuid,
-                generation=VF.generation + 1,
-                updated_at=timeutils.utcnow())).rowcount
+    marked = session.connection().execute(_MARK, dict(
+        mark_ids=[vf.id for vf in sources],
+        mark_instance_uuid=instance_uuid,
+        mark_migration_uuid=migration_uuid,
+        mark_updated_at=timeutils.utcnow())).rowcount
     if marked != len(sources):
         # Released, or marked by a migration that is over (an audit
         # finds it): the retry reads which and says so.
@@ -214,9 +250,9 @@ def _prepare_new(session, migration_uuid: str, instance_uuid: str,
                  source_host: str, dest_host: str, lease_seconds: int,
                  match_device_type: bool, numa_policy: str,
                  in_flight: str | None) -> list[dict]:
-    hosts = host_obj.by_names(session, source_host, dest_host)
+    hosts, sources = _hosts_and_sources(session, instance_uuid, source_host,
+                                        dest_host)
     source = hosts.get(source_host)
-    sources = _sources(session, instance_uuid, source.id) if source else []
     busy = [vf.migration_uuid for vf in sources if vf.migration_uuid]
     if busy:
         raise exception.MigrationInProgress(instance_uuid=instance_uuid,

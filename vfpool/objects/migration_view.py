@@ -39,33 +39,46 @@ def get_row(session, migration_uuid: str) -> models.Migration:
     return row
 
 
+_WITH_IN_FLIGHT = sa.select(Migration.__table__).where(sa.or_(
+    Migration.uuid == sa.bindparam('uuid'),
+    Migration.in_flight_instance_uuid == sa.bindparam('instance_uuid')))
+
+
 def find_with_in_flight(session, migration_uuid: str, instance_uuid: str
-                        ) -> tuple[models.Migration | None, str | None]:
+                        ) -> tuple[sa.Row | None, str | None]:
     """The migration, and another of the instance's in flight, if any.
 
     One round trip for prepare: the migration ``migration_uuid`` (or
     None) and the uuid of another migration of ``instance_uuid`` in
     flight (or None).
     """
-    rows = session.execute(sa.select(Migration).where(sa.or_(
-        Migration.uuid == migration_uuid,
-        Migration.in_flight_instance_uuid == instance_uuid))).scalars().all()
+    rows = session.connection().execute(_WITH_IN_FLIGHT, dict(
+        uuid=migration_uuid, instance_uuid=instance_uuid)).all()
     row = next((r for r in rows if r.uuid == migration_uuid), None)
     other = next((r.uuid for r in rows if r.uuid != migration_uuid
                   and r.in_flight_instance_uuid == instance_uuid), None)
     return row, other
 
 
+#: A migration with each of its links; a row is both the migration and
+#: a link (``link_id`` None when it has none).
+_WITH_LINKS = (
+    sa.select(Migration.__table__, MigrationVF.id.label('link_id'),
+              MigrationVF.source_vf_id, MigrationVF.dest_vf_id,
+              MigrationVF.request_id, MigrationVF.mac, MigrationVF.vlan,
+              MigrationVF.port_id)
+    .outerjoin(MigrationVF, MigrationVF.migration_id == Migration.id)
+    .where(Migration.uuid == sa.bindparam('uuid'))
+    .order_by(MigrationVF.id))
+
+
 def get_row_and_links(session, migration_uuid: str) -> tuple:
     """:func:`get_row` and :func:`links` in one round trip."""
-    rows = session.execute(
-        sa.select(Migration, MigrationVF)
-        .outerjoin(MigrationVF, MigrationVF.migration_id == Migration.id)
-        .where(Migration.uuid == migration_uuid)
-        .order_by(MigrationVF.id)).all()
+    rows = session.connection().execute(
+        _WITH_LINKS, dict(uuid=migration_uuid)).all()
     if not rows:
         raise exception.MigrationNotFound(migration_uuid=migration_uuid)
-    return rows[0][0], [link for _row, link in rows if link is not None]
+    return rows[0], [row for row in rows if row.link_id is not None]
 
 
 def links(session, migration_id: int) -> list:

@@ -71,7 +71,7 @@ def with_pf(session, *criteria, order_by=(VF.id,)) -> list:
     return session.connection().execute(query).all()
 
 
-def owned_by(instance_uuid: str):
+def owned_by(instance_uuid: str | sa.BindParameter):
     """Criteria of the VFs an instance holds as its allocations.
 
     A source VF that a migration in flight is moving is still one; a
