@@ -85,11 +85,22 @@ def _move(session, row, transition: str, *guards, **values) -> bool:
     (one migration in flight per instance) follows the state everywhere.
     """
     to_state = TRANSITIONS[transition][row.state]
+    if not guards and not values:
+        # The common case, with a statement built once.
+        return bool(session.connection().execute(_MOVE, dict(
+            _state_values(row.instance_uuid, to_state), move_id=row.id,
+            move_from=row.state)).rowcount)
     values.update(_state_values(row.instance_uuid, to_state))
     return bool(session.connection().execute(
         sa.update(Migration)
         .where(Migration.id == row.id, Migration.state == row.state, *guards)
         .values(**values)).rowcount)
+
+
+_MOVE = (sa.update(Migration)
+         .where(Migration.id == sa.bindparam('move_id'),
+                Migration.state == sa.bindparam('move_from'))
+         .values({key: sa.bindparam(key) for key in _state_values('', '')}))
 
 
 def _conflict(row, action: str) -> exception.VfpoolException:
@@ -472,18 +483,28 @@ def _reacquire(session, row, found: list, reclaim: bool,
         taken.add(claimed[0])
 
 
+#: complete's two VF moves in one round trip: the claims become
+#: allocations, the marked sources are freed, each under its own guard.
+_SETTLE = vf_obj.transitions([
+    ('settle_dest_ids', VF.migration_uuid == sa.bindparam('settle_uuid'),
+     models.ALLOCATED, dict(migration_uuid=None)),
+    ('settle_source_ids', sa.and_(
+        VF.instance_uuid == sa.bindparam('settle_instance_uuid'),
+        VF.migration_uuid == sa.bindparam('settle_uuid')),
+     models.AVAILABLE, vf_obj.FREE_VALUES),
+])
+
+
 def _settle(session, row, found: list) -> None:
     """Claims become allocations, the marked sources are freed."""
     dest_ids = [link.dest_vf_id for link in found]
     if not dest_ids:
         return
-    vf_obj.transition(session, sa.and_(VF.id.in_(dest_ids),
-                                       VF.migration_uuid == row.uuid),
-                      models.ALLOCATED, migration_uuid=None)
-    vf_obj.free(session, sa.and_(
-        VF.id.in_([link.source_vf_id for link in found]),
-        VF.instance_uuid == row.instance_uuid,
-        VF.migration_uuid == row.uuid))
+    session.connection().execute(_SETTLE, dict(
+        settle_dest_ids=dest_ids,
+        settle_source_ids=[link.source_vf_id for link in found],
+        settle_uuid=row.uuid, settle_instance_uuid=row.instance_uuid,
+        updated_at=timeutils.utcnow()))
 
 
 @db_api.retry_on_deadlock

@@ -91,10 +91,9 @@ def allocations(session, instance_uuid: str, host_id: int | None = None,
     With ``extra``, each also says its ``host``, ``state`` and
     ``attach_state``, as ``get_instance`` answers.
     """
-    criteria = [owned_by(instance_uuid)]
-    if host_id is not None:
-        criteria.append(VF.host_id == host_id)
-    rows = with_pf(session, *criteria)
+    rows = session.connection().execute(
+        _allocations_statement(host_id is not None),
+        dict(a_instance_uuid=instance_uuid, a_host_id=host_id)).all()
     names = host_obj.names_by_id(
         session, {vf.host_id for vf in rows}) if extra else {}
     result = []
@@ -107,6 +106,15 @@ def allocations(session, instance_uuid: str, host_id: int | None = None,
     return result
 
 
+@functools.lru_cache(maxsize=None)
+def _allocations_statement(on_host: bool):
+    criteria = [owned_by(sa.bindparam('a_instance_uuid'))]
+    if on_host:
+        criteria.append(VF.host_id == sa.bindparam('a_host_id'))
+    return (sa.select(*COLUMNS).join(PF, PF.id == VF.pf_id)
+            .where(*criteria).order_by(VF.id))
+
+
 def equivalent_request(vf, match_device_type: bool) -> dict:
     """What a VF that may stand in for ``vf`` must match."""
     request = {'physical_network': vf.physical_network,
@@ -116,25 +124,64 @@ def equivalent_request(vf, match_device_type: bool) -> dict:
     return request
 
 
-def transition(session, criteria, to_state: str, **values) -> int:
-    """Move every VF matching ``criteria`` to ``to_state``.
+def _state_assignments(to_state) -> list:
+    """SET clauses of a move to ``to_state`` (a value or an expression).
 
     A VF that is ``missing`` keeps that state and records ``to_state`` as
-    the state it returns to when the agent reports it again.  One
-    statement; ``prior_state`` is assigned first because MySQL evaluates
-    SET clauses left to right, on values already changed.
+    the state it returns to when the agent reports it again.
+    ``prior_state`` is assigned first because MySQL evaluates SET clauses
+    left to right, on values already changed.
     """
     is_missing = VF.state == models.MISSING
-    assignments = [
+    return [
         (VF.prior_state, sa.case((is_missing, to_state),
                                  else_=VF.prior_state)),
         (VF.state, sa.case((is_missing, models.MISSING), else_=to_state)),
         (VF.generation, VF.generation + 1),
-        (VF.updated_at, timeutils.utcnow()),
-    ] + [(getattr(VF, k), v) for k, v in values.items()]
+    ]
+
+
+def transition(session, criteria, to_state: str, **values) -> int:
+    """Move every VF matching ``criteria`` to ``to_state``; one statement."""
+    assignments = _state_assignments(to_state) + [
+        (VF.updated_at, timeutils.utcnow())] + [
+        (getattr(VF, k), v) for k, v in values.items()]
     return session.connection().execute(
         sa.update(VF).where(criteria).ordered_values(*assignments)
     ).rowcount
+
+
+def transitions(moves: list[tuple[str, typing.Any, str, dict]]):
+    """One UPDATE making several :func:`transition` moves at once.
+
+    Each move is (name of an expanding bind parameter of VF ids, its
+    guard, its state, its values): a VF moves only if its id is in its
+    list and its guard holds, exactly as that move alone would.  The
+    lists must be disjoint.  Each SET clause picks the move by id alone,
+    which no move changes (MySQL's left-to-right SET would show the
+    other columns already changed).  Built once by the caller, run with
+    the lists and ``updated_at`` as parameters.
+    """
+    ids = {name: VF.id.in_(sa.bindparam(name, expanding=True))
+           for name, _guard, _state, _values in moves}
+
+    def pick(per_move: dict, default):
+        whens = [(ids[name], value) for name, value in per_move.items()]
+        return sa.case(*whens, else_=default)
+
+    to_state = pick({name: state for name, _g, state, _v in moves},
+                    VF.state)
+    columns = sorted({k for _n, _g, _s, values in moves for k in values})
+    assignments = _state_assignments(to_state) + [
+        (VF.updated_at, sa.bindparam('updated_at'))] + [
+        (getattr(VF, key), pick({name: values[key]
+                                 for name, _g, _s, values in moves
+                                 if key in values}, getattr(VF, key)))
+        for key in columns]
+    return (sa.update(VF)
+            .where(sa.or_(*[sa.and_(ids[name], guard)
+                            for name, guard, _s, _v in moves]))
+            .ordered_values(*assignments))
 
 
 FREE_VALUES: dict[str, None] = dict(

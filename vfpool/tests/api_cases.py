@@ -288,6 +288,41 @@ class ApiBehaviour:
         self.assertEqual('completed', info['migration']['state'])
         self.assertEqual({'dst'}, {a['host'] for a in info['allocations']})
 
+    def test_complete_keeps_vfs_that_went_missing_missing(self):
+        # complete moves claims and sources in one UPDATE, each row by
+        # its own rule: a VF gone missing meanwhile stays missing and
+        # comes back as what it became (an allocation, a free VF).
+        src_pf, dst_pf = inv.pf(5, 4), inv.pf(6, 4)
+        self.report('src', src_pf)
+        self.report('dst', dst_pf)
+        instance, _allocs = self._allocated(vfs=2)
+        migration = inv.new_uuid()
+        pairs = self.client.prepare_migration(None, migration, instance,
+                                              'src', 'dst')
+        gone_src = pairs[0]['source']['address']
+        gone_dst = pairs[1]['dest']['address']
+        self.report('src', dict(src_pf, vfs=[
+            v for v in src_pf['vfs'] if v['address'] != gone_src]))
+        self.report('dst', dict(dst_pf, vfs=[
+            v for v in dst_pf['vfs'] if v['address'] != gone_dst]))
+
+        done = self.client.complete_migration(None, migration)
+        self.assertEqual(sorted(p['dest']['address'] for p in pairs),
+                         sorted(a['address'] for a in done))
+        table = vf_table(self.engine)
+        self.assertEqual(('missing', None, None), table[('src', gone_src)])
+        self.assertEqual(('available', None, None),
+                         table[('src', pairs[1]['source']['address'])])
+        self.assertEqual(('missing', instance, None),
+                         table[('dst', gone_dst)])
+        self.assertEqual(('allocated', instance, None),
+                         table[('dst', pairs[0]['dest']['address'])])
+        self.report('src', src_pf)
+        self.report('dst', dst_pf)
+        self.assertEqual('available', self.states('src')[gone_src])
+        self.assertEqual(('allocated', instance, None),
+                         vf_table(self.engine)[('dst', gone_dst)])
+
     def test_prepare_is_idempotent_on_migration_uuid(self):
         self.two_hosts()
         instance, _ = self._allocated()
