@@ -69,6 +69,24 @@ class ReportDigestBehaviour:
             conn.execute(sa.update(Host).where(Host.name == host).values(
                 last_report_at=LONG_AGO))
 
+    def reported_long_ago(self, host: str, pfs: list) -> dict:
+        """Report ``pfs`` in full, long ago; the tables as they are then."""
+        self.send(host, pfs)
+        self.backdate(host)
+        return table_dump(self.engine)
+
+    def assertOnlyReportTimeMoved(self, host: str, before: dict) -> None:
+        after = table_dump(self.engine)
+        self.assertGreater(self.host_row(host).last_report_at, LONG_AGO)
+        column = list(Host.__table__.columns.keys()).index('last_report_at')
+
+        def without_report_time(dump):
+            return dict(dump, hosts=[row[:column] + row[column + 1:]
+                                     for row in dump['hosts']])
+        self.assertEqual(without_report_time(before),
+                         without_report_time(after))
+        self.assertNotEqual(before['hosts'], after['hosts'])
+
     def test_unchanged_report_changes_nothing_but_the_report_time(self):
         pfs = [inv.pf(5, 4)]
         self.assertEqual(4, self.send('h1', pfs)['added'])
@@ -80,39 +98,19 @@ class ReportDigestBehaviour:
         before = table_dump(self.engine)
         self.assertEqual({'added': 0, 'removed': 0, 'updated': 0,
                           'unchanged': 4}, self.send('h1', pfs))
-        after = table_dump(self.engine)
-        self.assertGreater(self.host_row('h1').last_report_at, LONG_AGO)
-        # Only hosts.last_report_at moved.
-        column = list(Host.__table__.columns.keys()).index('last_report_at')
-
-        def without_report_time(dump):
-            return dict(dump, hosts=[row[:column] + row[column + 1:]
-                                     for row in dump['hosts']])
-        self.assertEqual(without_report_time(before),
-                         without_report_time(after))
-        self.assertNotEqual(before['hosts'], after['hosts'])
+        self.assertOnlyReportTimeMoved('h1', before)
 
     def test_report_unchanged_records_the_report_time_only(self):
         pfs = [inv.pf(5, 4)]
-        digest = utils.snapshot_digest(pfs)
-        self.send('h1', pfs)
-        self.backdate('h1')
-        before = table_dump(self.engine)
-        self.assertTrue(self.client.report_unchanged(None, 'h1', digest))
-        self.assertGreater(self.host_row('h1').last_report_at, LONG_AGO)
-        column = list(Host.__table__.columns.keys()).index('last_report_at')
-        after = table_dump(self.engine)
-        self.assertEqual(
-            [row[:column] + row[column + 1:] for row in before['hosts']],
-            [row[:column] + row[column + 1:] for row in after['hosts']])
-        self.assertEqual(dict(before, hosts=None), dict(after, hosts=None))
+        before = self.reported_long_ago('h1', pfs)
+        self.assertTrue(self.client.report_unchanged(
+            None, 'h1', utils.snapshot_digest(pfs)))
+        self.assertOnlyReportTimeMoved('h1', before)
 
     def test_report_unchanged_asks_for_the_full_report_otherwise(self):
         pfs = [inv.pf(5, 2)]
         digest = utils.snapshot_digest(pfs)
-        self.send('h1', pfs)
-        self.backdate('h1')
-        before = table_dump(self.engine)
+        before = self.reported_long_ago('h1', pfs)
         other = utils.snapshot_digest([inv.pf(5, 3)])
         # Another snapshot's digest; a host vfpool does not know.
         self.assertFalse(self.client.report_unchanged(None, 'h1', other))
