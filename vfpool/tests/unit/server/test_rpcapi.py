@@ -173,15 +173,19 @@ class TestVersionCap13(_OldServerTestCase):
                           None, ['h1'], [inv.request()])
 
 
-class TestVersionCap14(_OldServerTestCase):
-    """``report_inventory(digest=...)`` (1.4) during the upgrade from 1.3."""
-
-    server_manager = Manager13
+class _ReportingTestCase(_OldServerTestCase):
+    """An agent's snapshot and its digest, for the report methods."""
 
     def setUp(self):
         super().setUp()
         self.pfs = [inv.pf(5, 2)]
         self.digest = utils.snapshot_digest(self.pfs)
+
+
+class TestVersionCap14(_ReportingTestCase):
+    """``report_inventory(digest=...)`` (1.4) during the upgrade from 1.3."""
+
+    server_manager = Manager13
 
     def test_capped_client_reports_in_full_to_a_1_3_server(self):
         client = self.old_server(cap='1.3')
@@ -202,15 +206,10 @@ class TestVersionCap14(_OldServerTestCase):
             None, 'h1', self.pfs)['added'])
 
 
-class TestVersionCap15(_OldServerTestCase):
+class TestVersionCap15(_ReportingTestCase):
     """``report_unchanged`` (1.5) during the upgrade from 1.4."""
 
     server_manager = Manager14
-
-    def setUp(self):
-        super().setUp()
-        self.pfs = [inv.pf(5, 2)]
-        self.digest = utils.snapshot_digest(self.pfs)
 
     def test_capped_client_answers_false_without_a_call(self):
         client = self.old_server(cap='1.4')
