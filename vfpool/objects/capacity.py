@@ -60,7 +60,7 @@ def matches(bucket: Bucket, request: dict, numa_policy: str) -> bool:
     """
     if bucket.physical_network != request['physical_network']:
         return False
-    for key in ('vendor_id', 'product_id'):
+    for key in vf_obj.DEVICE_KEYS:
         if request.get(key) and getattr(bucket, key) != request[key]:
             return False
     numa = request.get('numa_node')

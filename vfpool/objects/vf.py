@@ -195,12 +195,12 @@ def free(session, criteria) -> int:
 
 
 #: What a request may ask of a VF besides its physical network.
-_DEVICE_KEYS = ('vendor_id', 'product_id')
+DEVICE_KEYS = ('vendor_id', 'product_id')
 
 
 def serve_shape(request: dict, numa_policy: str) -> tuple[tuple, bool]:
     """(device keys asked, NUMA node required?): what ``can_serve`` binds."""
-    devices = tuple(key for key in _DEVICE_KEYS if request.get(key))
+    devices = tuple(key for key in DEVICE_KEYS if request.get(key))
     return devices, (request.get('numa_node') is not None and
                      numa_policy == pool_conf.NUMA_REQUIRED)
 
@@ -225,7 +225,7 @@ def serve_criteria(devices: tuple, numa_required: bool,
 def serve_params(request: dict, prefix: str) -> dict:
     """The values of :func:`serve_criteria`'s bind parameters."""
     return {prefix + key: request.get(key)
-            for key in ('physical_network', 'numa_node') + _DEVICE_KEYS}
+            for key in ('physical_network', 'numa_node') + DEVICE_KEYS}
 
 
 def can_serve(request: dict,
