@@ -55,8 +55,13 @@ def canonical_mac(mac: str) -> str:
     return validation.mac_address('mac', mac)
 
 
+def is_user_alias(alias: str) -> bool:
+    """Whether libvirt takes ``alias`` as a user alias (``ua-...``)."""
+    return _ALIAS_RE.match(alias) is not None
+
+
 def _check_alias(alias: str | None, what: str = 'alias') -> None:
-    if alias is not None and not _ALIAS_RE.match(alias):
+    if alias is not None and not is_user_alias(alias):
         raise exception.InvalidInput(
             reason='%s %r must match ua-[A-Za-z0-9_-]+ (a libvirt user '
                    'alias)' % (what, alias))
