@@ -99,7 +99,7 @@ class VFMigrationPlugin:
     :param conf: vfpool's ConfigOpts (``[libvirt]``, ``[migration]``, RPC).
     :param host: this compute host's name, as the agent reports it.
     :param client: a :class:`vfpool.rpcapi.VfpoolAPI`; built from ``conf``
-        when omitted.
+        when omitted (then :meth:`close` closes its transport too).
     :param xml_builder: builds the ``<interface>`` of a VF;
         ``vf_xml.emulated_interface_xml`` on machines without VFIO.
     :param connection: a libvirt connection, a callable returning one, or
@@ -121,6 +121,7 @@ class VFMigrationPlugin:
         self.conf = conf
         self.host = host
         self.client = client or rpcapi.VfpoolAPI(conf)
+        self._owns_client = client is None
         self.rpc_attempts = rpc_attempts
         self.policy = recovery.ReattachPolicy(conf, self.client,
                                               rpc_attempts=rpc_attempts)
@@ -150,13 +151,24 @@ class VFMigrationPlugin:
     def registry(self) -> events.DeviceEventRegistry:
         return self.guests.registry
 
+    @property
+    def version_cap(self) -> str:
+        """The newest RPC version this plugin sends (``[upgrade_levels]``)."""
+        return self.client.version_cap
+
     def close(self, timeout: float = 5) -> None:
         """Stop every renewer and settler; for a compute service's stop.
 
         Waits up to ``timeout`` seconds for each.  A migration whose
-        settler is stopped stays ``moving`` for ``vfpool-manage``.
+        settler is stopped stays ``moving`` for ``vfpool-manage``.  A
+        client the plugin built has its transport closed; idempotent.
         """
-        self.records.close(timeout)
+        try:
+            self.records.close(timeout)
+        finally:
+            if self._owns_client:
+                self._owns_client = False
+                self.client.transport.cleanup()
 
     def call(self, method: str, context, *args: typing.Any,
              attempts: int | None = None, **kwargs: typing.Any

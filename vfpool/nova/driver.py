@@ -67,7 +67,6 @@ from oslo_utils import excutils
 
 from vfpool.compute import events
 from vfpool.compute import plugin as vf_plugin
-from vfpool.compute import recovery as vf_recovery
 from vfpool import exception
 from vfpool.nova import config as vf_config
 from vfpool.nova import devices
@@ -137,7 +136,7 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
             registry=self._vfpool_events)
         LOG.info('vfpool: this host is %s; vfpool-server topic %s, RPC '
                  'version cap %s, reattach_failure_policy %s', host,
-                 conf.rpc_topic, self._vfpool.client.version_cap,
+                 conf.rpc_topic, self._vfpool.version_cap,
                  conf.migration.reattach_failure_policy)
 
     def cleanup_host(self, host):
@@ -150,10 +149,7 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
         """Stop vfpool's threads, close its broker connection; idempotent."""
         plugin, self._vfpool = self._vfpool, None
         if plugin is not None:
-            try:
-                plugin.close()
-            finally:
-                plugin.client.transport.cleanup()
+            plugin.close()
 
     def _check_devices_disjoint(self, conf) -> None:
         """Refuse to start if Nova's PCI tracker would hand out vfpool's VFs.
@@ -331,9 +327,7 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
         answers for an instance without VFs on hosts it does not know.
         """
         vctx = vfpool_context(context)
-        info = vf_recovery.call_idempotent(
-            self.vfpool.client, 'get_instance', vctx, instance.uuid,
-            attempts=self.vfpool.rpc_attempts)
+        info = self.vfpool.call('get_instance', vctx, instance.uuid)
         migration = info.get('migration')
         if migration and migration['uuid'] == migration_uuid:
             self.vfpool.detach_source_vfs(

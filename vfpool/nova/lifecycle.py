@@ -57,9 +57,8 @@ import oslo_messaging as messaging
 from oslo_serialization import jsonutils
 from oslo_utils import excutils
 
+from vfpool.compute import guest as vf_guest
 from vfpool.compute import libvirt_ops
-from vfpool.compute import plugin as vf_plugin
-from vfpool.compute import recovery as vf_recovery
 from vfpool.compute import vf_xml
 from vfpool import exception
 from vfpool.nova import flavor
@@ -143,13 +142,13 @@ def interface_xml(alloc: dict) -> str:
     """
     return vf_xml.hostdev_interface_xml(
         alloc['address'], alloc['mac'], vlan=alloc.get('vlan'),
-        alias=vf_plugin.vf_alias(alloc))
+        alias=vf_guest.vf_alias(alloc))
 
 
 def with_vfs(domain_xml: str, allocations: list[dict]) -> str:
     """``domain_xml`` with the interface of each allocation not in it."""
     missing = [a for a in allocations
-               if vf_plugin.find_vf_interface(domain_xml, a) is None]
+               if vf_guest.find_vf_interface(domain_xml, a) is None]
     if not missing:
         return domain_xml
     root = ET.fromstring(domain_xml)
@@ -200,10 +199,8 @@ class VfpoolLifecycle(_Driver):
     # -- helpers --------------------------------------------------------------
 
     def _vfpool_rpc(self, method: str, context, *args, **kwargs):
-        plugin = self.vfpool
-        return vf_recovery.call_idempotent(
-            plugin.client, method, vfpool_context(context), *args,
-            attempts=plugin.rpc_attempts, **kwargs)
+        return self.vfpool.call(method, vfpool_context(context), *args,
+                                **kwargs)
 
     def _vfpool_instance(self, context, instance) -> dict:
         """What vfpool holds for the instance; {} when it may be nothing.
@@ -279,7 +276,7 @@ class VfpoolLifecycle(_Driver):
         dom = self._vfpool_domain(instance)
         done: list[dict] = []
         for alloc in self._vfpool_here(context, instance):
-            info = vf_plugin.find_vf_interface(dom.XMLDesc(0), alloc)
+            info = vf_guest.find_vf_interface(dom.XMLDesc(0), alloc)
             if info is None:
                 continue
             try:
@@ -295,9 +292,9 @@ class VfpoolLifecycle(_Driver):
 
     def _vfpool_plug(self, dom, allocations: list[dict]) -> None:
         for alloc in allocations:
-            if vf_plugin.find_vf_interface(dom.XMLDesc(0), alloc) is None:
+            if vf_guest.find_vf_interface(dom.XMLDesc(0), alloc) is None:
                 libvirt_ops.attach_device(
-                    dom, interface_xml(alloc), vf_plugin.vf_alias(alloc),
+                    dom, interface_xml(alloc), vf_guest.vf_alias(alloc),
                     address=alloc['address'])
 
     def _vfpool_attach_all(self, context, instance) -> None:
