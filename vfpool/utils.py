@@ -38,9 +38,10 @@ def isotime(value: datetime.datetime | None) -> str | None:
 def reclaim_request_id(migration_uuid: str) -> str:
     """The request id of VFs claimed anew for an expired migration.
 
-    The server's ``complete(reclaim=True)`` and the compute plugin's
-    fallback for servers older than RPC 1.2 use the same one, so that
-    either answers a retry of the other the same way.
+    ``complete_migration(reclaim=True)`` allocates under it, so that a
+    retry of the reclaim (from either host, or ``vfpool-manage``) gets
+    the same VFs.  Compute plugins before issue 22 sent it with their own
+    ``allocate`` when capped below RPC 1.2.
     """
     return 'reclaim-%s' % migration_uuid
 

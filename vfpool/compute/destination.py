@@ -99,7 +99,9 @@ class DestinationHooks:
         after every VF was tried when any ended ``failed``.  Returns the
         instance's allocations here, each with its ``attach_state``.  A
         migration the server never recorded (an instance without VFs) is
-        nothing to do.
+        nothing to do.  ``LeaseExpired`` (a client capped below RPC 1.2
+        whose claims were taken after the lease lapsed) changes nothing
+        and is raised; see :meth:`.Settlement.complete`.
         """
         try:
             record = self.records.get(context, instance_uuid, migration_uuid)
@@ -196,7 +198,7 @@ class DestinationHooks:
         attach attempts of the policy; the policy's answer to a failure
         needs the server, so it waits for the settler, which completes the
         migration, unplugs any VF the completion did not give the instance
-        (a 1.1 source whose lease lapsed may get other VFs), and plugs
+        (after a lapsed lease the reclaim may give other VFs), and plugs
         and recovers what it gave.  ``ReattachFailed`` is raised now when
         a VF failed and the policy can only end in ``failed``.
         """

@@ -29,7 +29,6 @@ from vfpool.compute import background
 from vfpool.compute import records as vf_records
 from vfpool import exception
 from vfpool import rpcapi
-from vfpool import utils
 
 LOG = logging.getLogger(__name__)
 MigrationRecord = vf_records.MigrationRecord
@@ -128,9 +127,16 @@ class Settlement:
         At RPC 1.2 one call settles everything in one server transaction:
         ``reclaim=True`` answers as a plain complete while the lease holds,
         and after it lapsed claims equivalent VFs for those taken since
-        and frees the sources together.  Capped at 1.1 the plugin does the
-        reclaim itself (:meth:`_reclaim_1_1`).  ``call`` (``attempts``,
+        and frees the sources together.  ``call`` (``attempts``,
         ``timeout``) applies to ``complete_migration``.
+
+        Capped below 1.2 the server wins the claimed VFs back if they are
+        still free; if they were taken, ``LeaseExpired`` is raised and
+        nothing changes: which VF is "equivalent" is the server's rule
+        (``[pool] match_device_type``, its NUMA policy), which the plugin
+        does not guess.  The source VFs stay the instance's until an
+        operator finishes the migration with ``vfpool-manage migration
+        complete --reclaim`` (see the upgrade guide).
         """
         LOG.info('Completing migration %s of instance %s: the VFs on %s '
                  'become its allocations, those on %s are freed',
@@ -142,46 +148,17 @@ class Settlement:
         try:
             return self.settle('complete_migration', context, record,
                                **call)
-        except exception.LeaseExpired as exc:
-            LOG.warning('%s; claiming VFs on %s anew', exc, record.dest_host)
-            return self._reclaim_1_1(context, record)
-
-    def _reclaim_1_1(self, context, record: MigrationRecord) -> list[dict]:
-        """Settle an expired migration with a server older than RPC 1.2.
-
-        The guest runs on the destination whatever the lease says, so the
-        source VFs are freed in any case, whatever the allocation of new
-        VFs on the destination answered: that allocation runs under a
-        request id derived from the migration (both hosts may get here;
-        the second gets the same answer).  Two RPCs, so a failure between
-        them can hold both sides until an operator releases one; a 1.2
-        server does both in one transaction.
-        """
-        self.records.fill_dest_host(context, record)
-        requests = []
-        for pair in record.pairs:
-            src = pair['source']
-            requests.append({key: src[key] for key in (
-                'physical_network', 'vendor_id', 'product_id', 'numa_node',
-                'mac', 'vlan', 'port_id') if src.get(key) is not None})
-        allocs: list[dict] = []
-        try:
-            if requests:
-                allocs = self.call('allocate', context,
-                                   record.instance_uuid, record.dest_host,
-                                   requests,
-                                   utils.reclaim_request_id(
-                                       record.migration_uuid))
-        except exception.VfpoolException as exc:
-            # Typed: the server changed nothing (no VF, host disabled or
-            # unknown, a request it refuses); the guest goes without.
-            LOG.error('Could not claim VFs on %s for instance %s after the '
-                      'lease of migration %s expired: %s', record.dest_host,
-                      record.instance_uuid, record.migration_uuid, exc)
-        finally:
-            freed = self.call('release', context, record.instance_uuid,
-                              record.source_host)
-            LOG.info('Freed %d VF(s) of instance %s on %s after the expired '
-                     'lease of migration %s', freed, record.instance_uuid,
-                     record.source_host, record.migration_uuid)
-        return allocs
+        except exception.LeaseExpired:
+            self.records.forget(record.migration_uuid)
+            LOG.error('The lease of migration %s of instance %s lapsed and '
+                      'its VFs on %s were taken since; the client is '
+                      'capped at %s ([upgrade_levels] vfpool), below the '
+                      'RPC 1.2 that has vfpool-server claim equivalents. '
+                      'Nothing was changed: the instance keeps its VFs on '
+                      '%s. Finish it with "vfpool-manage migration complete '
+                      '--reclaim %s"', record.migration_uuid,
+                      record.instance_uuid,
+                      record.dest_host or 'the destination',
+                      self.client.version_cap, record.source_host,
+                      record.migration_uuid)
+            raise

@@ -42,7 +42,6 @@ from vfpool.compute import vf_xml
 from vfpool import context as vfpool_context
 from vfpool.db import models
 from vfpool import exception
-from vfpool.objects import host as host_obj
 from vfpool.objects import migration as migration_obj
 from vfpool.objects import migration_view
 from vfpool import rpcapi
@@ -573,7 +572,7 @@ class TestMigrationFlow(PluginTestCase):
         self.assertEqual(before, vf_table(self.engine))
 
 
-class TestReclaim(PluginTestCase):
+class LapseTestCase(PluginTestCase):
     """Issue 9 item 8: a lapsed lease, then the guest lands anyway.
 
     The source runs capped at 1.1 (no begin_migration), so the lease of
@@ -622,6 +621,10 @@ class TestReclaim(PluginTestCase):
     def assert_source_freed(self) -> None:
         self.assertEqual({'available'}, set(self.states(SRC).values()))
 
+
+class TestReclaim(LapseTestCase):
+    """The completion after a lapsed lease, at RPC 1.2 and capped at 1.1."""
+
     def test_one_rpc_at_1_2(self):
         client = CountingClient(self.client)
         _src, dst_plugin, claimed = self.lapse(client)
@@ -639,60 +642,80 @@ class TestReclaim(PluginTestCase):
         self.assertIsNotNone(vf_plugin.find_vf_interface(dom.XMLDesc(0),
                                                          result[0]))
 
-    def test_capped_at_1_1_reclaims_in_two_more_calls(self):
+    def test_capped_at_1_1_fails_clearly_and_changes_nothing(self):
+        # A 1.1 server cannot claim equivalents: the plugin must not
+        # rebuild the server's rule itself (issue 22).
         client = CountingClient(self.capped())
-        src_plugin, _dst, claimed = self.lapse(src_client=client)
+        src_plugin, _dst, _claimed = self.lapse(src_client=client)
         del client.calls[:]
+        before = vf_table(self.engine)
 
-        result = src_plugin.post_live_migration(self.ctxt, self.instance,
-                                                self.migration)
+        with self.assertLogs('vfpool.compute.settlement', 'ERROR') as log:
+            self.assertRaises(exception.LeaseExpired,
+                              src_plugin.post_live_migration, self.ctxt,
+                              self.instance, self.migration)
 
-        self.assertEqual(['complete_migration', 'allocate', 'release'],
-                         client.calls)
-        self.assertNotEqual(claimed, result[0]['address'])
-        self.assertEqual([result[0]['address']], self.owned(DST))
+        self.assertEqual(['complete_migration'], client.calls)
+        self.assertEqual(before, vf_table(self.engine))
+        self.assertEqual([self.allocs[0]['address']], self.owned(SRC))
+        self.assertIn('vfpool-manage migration complete --reclaim %s'
+                      % self.migration, log.output[0])
+        self.assertEqual([], plugin_threads())
+
+    def test_capped_at_1_1_the_destination_hook_fails_clearly(self):
+        client = CountingClient(self.capped())
+        _src, dst_plugin, _claimed = self.lapse(client=client)
+        del client.calls[:]
+        before = vf_table(self.engine)
+        dom = self.dest_domain()
+
+        self.assertRaises(exception.LeaseExpired,
+                          dst_plugin.post_live_migration_at_destination,
+                          self.ctxt, self.instance, self.migration, dom)
+
+        self.assertEqual(['complete_migration'], client.calls)
+        self.assertEqual(before, vf_table(self.engine))
+        self.assertEqual([STANDBY_ALIAS], [
+            i.alias for i in vf_xml.parse_interfaces(dom.XMLDesc(0))])
+
+
+class TestReclaimAnyDeviceType(LapseTestCase):
+    """The server's rule, not the client's: ``match_device_type = False``.
+
+    The destination has one VF of the source's product, which the lapsed
+    claim held and another guest took, and one of another product, which
+    the server counts as equivalent.
+    """
+
+    overrides = {'pool.match_device_type': False}
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.client.report_inventory(self.ctxt, DST, [
+            inv.pf(6, 1), inv.pf(7, 1, vf_product='1515')])
+        self.other_product = '0000:07:10.0'
+
+    def test_capped_at_1_1_leaves_the_rule_to_the_server(self):
+        src_plugin, _dst, claimed = self.lapse()
+        self.assertEqual('0000:06:10.0', claimed)
+
+        # Before issue 22 the plugin asked allocate() for the source's
+        # product, found none, and freed the source: the guest lost its VF.
+        self.assertRaises(exception.LeaseExpired,
+                          src_plugin.post_live_migration, self.ctxt,
+                          self.instance, self.migration)
+        self.assertEqual([self.allocs[0]['address']], self.owned(SRC))
+        self.assertEqual('available', self.states(DST)[self.other_product])
+
+        # What vfpool-manage migration complete --reclaim (and a 1.2
+        # client) does: the server's rule gives the other product.
+        result = self.client.complete_migration(self.ctxt, self.migration,
+                                                reclaim=True)
+
+        self.assertEqual([self.other_product],
+                         [a['address'] for a in result])
+        self.assertEqual([self.other_product], self.owned(DST))
         self.assert_source_freed()
-
-    def _fallback_frees_the_source(self, break_allocate=None,
-                                   carried=None) -> None:
-        src_plugin, _dst, _claimed = self.lapse(carried=carried)
-        if break_allocate is not None:
-            break_allocate()
-
-        result = src_plugin.post_live_migration(self.ctxt, self.instance,
-                                                self.migration)
-
-        self.assertEqual([], result)
-        self.assert_source_freed()
-        self.assertEqual([], self.owned(DST))
-
-    def test_fallback_no_available_vf(self):
-        def fill():
-            self.client.allocate(self.ctxt, inv.new_uuid(), DST,
-                                 [inv.request(), inv.request()], 'fill')
-        self._fallback_frees_the_source(fill)
-
-    def test_fallback_host_disabled(self):
-        def disable():
-            host_obj.set_disabled(vfpool_context.get_admin_context(), DST,
-                                  True, 'maintenance')
-        self._fallback_frees_the_source(disable)
-
-    def test_fallback_host_not_found(self):
-        def rename():
-            # The destination's agent re-registered under another name.
-            with self.engine.begin() as conn:
-                conn.execute(sa.text(
-                    "UPDATE hosts SET name = 'renamed' WHERE name = :n"),
-                    {'n': DST})
-        self._fallback_frees_the_source(rename)
-
-    def test_fallback_invalid_input(self):
-        def corrupt(pairs):
-            # Pairs the driver carried over that the server refuses as a
-            # request: a VLAN out of range.
-            pairs[0]['source']['vlan'] = 5000
-        self._fallback_frees_the_source(carried=corrupt)
 
 
 def plugin_threads() -> list:
