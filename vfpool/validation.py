@@ -21,11 +21,8 @@ import re
 from typing import Any, Callable
 
 from vfpool import exception
+from vfpool import pci
 
-# domain:bus:slot.function; PCI gives a slot (device) 5 bits, 0x00-0x1f,
-# and a function 3 bits, 0-7.  The compute side (compute/vf_xml.py) checks
-# with these same functions.
-_PCI_RE = re.compile(r'^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]$')
 _MAC_RE = re.compile(r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$')
 _UUID_RE = re.compile(
     r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$')
@@ -60,7 +57,8 @@ def _pattern(regex: re.Pattern, what: str) -> Callable[[str, Any], str]:
     return check
 
 
-pci_address = _pattern(_PCI_RE, 'a PCI address like 0000:05:10.1')
+# The compute side (compute/vf_xml.py) checks with these same functions.
+pci_address = _pattern(pci.CANONICAL_RE, 'a PCI address like 0000:05:10.1')
 mac_address = _pattern(_MAC_RE, 'a MAC address like fa:16:3e:00:00:01')
 uuid = _pattern(_UUID_RE, 'a UUID')
 hex_id = _pattern(_HEX4_RE, 'a 4-digit hexadecimal ID like 8086')

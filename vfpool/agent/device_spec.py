@@ -35,6 +35,8 @@ import dataclasses
 import json
 import string
 
+from vfpool import pci
+
 
 class DeviceSpecError(ValueError):
     """A ``device_spec`` value is not valid; the message quotes it."""
@@ -50,9 +52,6 @@ class PciFunction:
     netdevs: tuple[str, ...] = ()
 
 
-# Field name, highest value; the order of a PCI address.
-_FIELDS = (('domain', 0xffff), ('bus', 0xff), ('slot', 0x1f),
-           ('function', 0x7))
 _KEYS = frozenset(('vendor_id', 'product_id', 'address', 'devname',
                    'physical_network'))
 ANY = '*'
@@ -102,8 +101,8 @@ class AddressPattern:
         if len(parts) == 2:
             parts.insert(0, ANY)
         values = parts + [function]
-        return cls(*(_hex_field(v, 'address %s' % name, limit)
-                     for v, (name, limit) in zip(values, _FIELDS)))
+        return cls(*(_hex_field(v, 'address %s' % name, pci.LIMITS[name])
+                     for v, name in zip(values, pci.FIELDS)))
 
     @classmethod
     def from_dict(cls, fields: dict) -> 'AddressPattern':
@@ -111,17 +110,16 @@ class AddressPattern:
 
         Missing keys mean any value.
         """
-        unknown = set(fields) - {name for name, _limit in _FIELDS}
+        unknown = set(fields) - set(pci.FIELDS)
         if unknown:
             raise ValueError('unknown address keys %s' % sorted(unknown))
         return cls(*(_hex_field(fields.get(name, ANY),
                                 'address %s' % name, limit)
-                     for name, limit in _FIELDS))
+                     for name, limit in pci.LIMITS.items()))
 
     def match(self, address: str) -> bool:
         """Compare with a canonical ``dddd:bb:ss.f`` address."""
-        dbs, _dot, function = address.partition('.')
-        actual = [int(p, 16) for p in dbs.split(':')] + [int(function, 16)]
+        actual = pci.parse(address)
         wanted = (self.domain, self.bus, self.slot, self.function)
         return all(w is None or w == a for w, a in zip(wanted, actual))
 

@@ -19,8 +19,9 @@ caller skip one device instead of failing the whole inventory.
 """
 
 import dataclasses
-import string
 from xml.etree import ElementTree
+
+from vfpool import pci
 
 
 class NodeDeviceParseError(ValueError):
@@ -72,59 +73,23 @@ class NetDevice:
     mac: str | None = None
 
 
-# Highest value of each PCI address field.
-_ADDRESS_LIMITS = (('domain', 0xffff), ('bus', 0xff), ('slot', 0x1f),
-                   ('function', 0x7))
-
-
-def format_address(domain: int, bus: int, slot: int, function: int) -> str:
-    """Canonical ``dddd:bb:ss.f`` form used across the RPC API."""
-    return '%04x:%02x:%02x.%x' % (domain, bus, slot, function)
+format_address = pci.format_address
 
 
 def _to_int(text: str | None, what: str, hex_only: bool = False) -> int:
-    """Read an integer written either as ``0x..`` hex or as decimal.
-
-    libvirt writes the PCI capability's ``<bus>`` etc. in decimal and
-    ``<address>`` attributes and IDs as ``0x`` hex, with any padding.
-    Signs, underscores and the like that ``int()`` would accept are
-    refused: they never come from libvirt.
-    """
-    value = (text or '').strip()
-    digits, allowed, base = value, string.digits, 10
-    if hex_only or value[:2].lower() == '0x':
-        allowed, base = string.hexdigits, 16
-        if value[:2].lower() == '0x':
-            digits = value[2:]
-    if not digits or any(c not in allowed for c in digits):
-        raise NodeDeviceParseError('invalid %s %r' % (what, text))
-    return int(digits, base)
-
-
-def _check_fields(fields: dict[str, int]) -> str:
-    for key, limit in _ADDRESS_LIMITS:
-        if not 0 <= fields[key] <= limit:
-            raise NodeDeviceParseError(
-                'PCI %s 0x%x out of range (max 0x%x)'
-                % (key, fields[key], limit))
-    return format_address(**fields)
+    """:func:`vfpool.pci.number`, failing as a parse error of the device."""
+    try:
+        return pci.number(text, what, hex_only)
+    except pci.InvalidAddress as exc:
+        raise NodeDeviceParseError(str(exc)) from None
 
 
 def parse_address_element(elem: ElementTree.Element) -> str:
-    """Canonical address of an ``<address domain= bus= slot= function=>``.
-
-    A missing domain means 0, as in libvirt; the other fields are required.
-    """
-    fields = {}
-    for key, _limit in _ADDRESS_LIMITS:
-        raw = elem.get(key)
-        if raw is None:
-            if key != 'domain':
-                raise NodeDeviceParseError(
-                    'PCI address element without %s attribute' % key)
-            raw = '0'
-        fields[key] = _to_int(raw, 'PCI %s' % key)
-    return _check_fields(fields)
+    """:func:`vfpool.pci.parse_element`, failing as a parse error."""
+    try:
+        return pci.parse_element(elem)
+    except pci.InvalidAddress as exc:
+        raise NodeDeviceParseError(str(exc)) from None
 
 
 def _text(elem: ElementTree.Element, path: str) -> str | None:
@@ -169,12 +134,15 @@ def _sub_capabilities(cap: ElementTree.Element, kind: str) -> list:
 def _parse_pci(root: ElementTree.Element, name: str, parent: str | None,
                cap: ElementTree.Element) -> PciDevice:
     fields = {}
-    for key, _limit in _ADDRESS_LIMITS:
+    for key in pci.FIELDS:
         elem = cap.find(key)
         if elem is None:
             raise NodeDeviceParseError('no <%s> in the pci capability' % key)
         fields[key] = _to_int(elem.text, 'PCI %s' % key)
-    address = _check_fields(fields)
+    try:
+        address = pci.format_address(**fields)
+    except pci.InvalidAddress as exc:
+        raise NodeDeviceParseError(str(exc)) from None
     vendor_id, vendor_name = _pci_id(cap, 'vendor')
     product_id, product_name = _pci_id(cap, 'product')
 

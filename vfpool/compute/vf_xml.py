@@ -30,6 +30,7 @@ import typing
 from xml.etree import ElementTree as ET
 
 from vfpool import exception
+from vfpool import pci
 from vfpool import validation
 # libvirt accepts user aliases made of "ua-" and [a-zA-Z0-9_-].
 _ALIAS_RE = re.compile(r'^ua-[A-Za-z0-9_-]+$')
@@ -86,8 +87,7 @@ def hostdev_interface_xml(address: str, mac: str, vlan: int | None = None,
     transient half of a QEMU failover pair, so the guest keeps its network
     over the virtio standby while the VF is away during a migration.
     """
-    domain, bus, slot_function = canonical_pci_address(address).split(':')
-    slot, function = slot_function.split('.')
+    source_address = pci.parse(canonical_pci_address(address))
     mac = canonical_mac(mac)
     _check_vlan(vlan)
     _check_alias(alias)
@@ -95,9 +95,8 @@ def hostdev_interface_xml(address: str, mac: str, vlan: int | None = None,
 
     iface = ET.Element('interface', type='hostdev', managed='yes')
     source = ET.SubElement(iface, 'source')
-    ET.SubElement(source, 'address', type='pci', domain='0x' + domain,
-                  bus='0x' + bus, slot='0x' + slot,
-                  function='0x' + function)
+    ET.SubElement(source, 'address',
+                  dict(type='pci', **source_address.xml_attributes()))
     ET.SubElement(iface, 'mac', address=mac)
     if vlan is not None:
         ET.SubElement(ET.SubElement(iface, 'vlan'), 'tag', id=str(vlan))
@@ -169,18 +168,6 @@ def _parse(domain_xml: str | ET.Element) -> ET.Element:
         raise exception.InvalidInput(reason='unparsable XML: %s' % exc)
 
 
-def _pci_source(iface: ET.Element) -> str | None:
-    addr = iface.find('source/address')
-    if addr is None or addr.get('type', 'pci') != 'pci':
-        return None
-    try:
-        return '%04x:%02x:%02x.%x' % tuple(
-            int(addr.get(part, '0'), 0)
-            for part in ('domain', 'bus', 'slot', 'function'))
-    except ValueError:
-        return None
-
-
 def _interface_info(iface: ET.Element) -> InterfaceInfo:
     mac = iface.find('mac')
     alias = iface.find('alias')
@@ -196,8 +183,8 @@ def _interface_info(iface: ET.Element) -> InterfaceInfo:
         and mac.get('address') else None,
         alias=alias.get('name') if alias is not None else None,
         model=model.get('type') if model is not None else None,
-        pci_address=(_pci_source(iface) if iface.get('type') == 'hostdev'
-                     else None),
+        pci_address=(pci.source_address(iface)
+                     if iface.get('type') == 'hostdev' else None),
         vlan=vlan,
         teaming_type=teaming.get('type') if teaming is not None else None,
         teaming_persistent=(teaming.get('persistent') if teaming is not None

@@ -20,12 +20,12 @@ vfpool-manage works on machines without it.
 from xml.etree import ElementTree as ET
 
 from vfpool import libvirt_import
+from vfpool import pci
 
 # PCI passthrough as OpenStack does it (an <interface type='hostdev'>,
 # which keeps the MAC and VLAN) and as a plain <hostdev>.
-_SOURCE_PATHS = ("./devices/interface[@type='hostdev']/source/address",
-                 "./devices/hostdev[@type='pci']/source/address")
-_FIELDS = ('domain', 'bus', 'slot', 'function')
+_PASSTHROUGH_PATHS = ("./devices/interface[@type='hostdev']",
+                      "./devices/hostdev[@type='pci']")
 
 
 class LibvirtError(Exception):
@@ -36,15 +36,11 @@ def pci_sources(domain_xml: str) -> set[str]:
     """Canonical PCI addresses (``dddd:bb:ss.f``) a domain passes through."""
     found = set()
     root = ET.fromstring(domain_xml)
-    for path in _SOURCE_PATHS:
-        for address in root.iterfind(path):
-            if address.get('type', 'pci') != 'pci':
-                continue
-            try:
-                parts = [int(address.get(f, ''), 0) for f in _FIELDS]
-            except (TypeError, ValueError):
-                continue
-            found.add('%04x:%02x:%02x.%x' % tuple(parts))
+    for path in _PASSTHROUGH_PATHS:
+        for device in root.iterfind(path):
+            address = pci.source_address(device)
+            if address is not None:
+                found.add(address)
     return found
 
 

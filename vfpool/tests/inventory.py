@@ -14,6 +14,8 @@
 
 import uuid
 
+from vfpool import pci
+
 #: VFs at slots 0x10-0x1f, functions 0-7.
 MAX_VFS_PER_PF = 16 * 8
 
@@ -28,15 +30,15 @@ def pf(bus: int, vfs: int, physical_network: str = 'physnet1',
         # PCI address (validation refuses it).
         raise ValueError('%d VFs do not fit slots 10-1f' % vfs)
     return {
-        'address': '%04x:%02x:00.0' % (domain, bus),
+        'address': pci.format_address(domain, bus, 0, 0),
         'netdev': 'ens%d' % bus,
         'vendor_id': vendor_id,
         'product_id': pf_product,
         'numa_node': numa_node,
         'physical_network': physical_network,
         'vfs': [{
-            'address': '%04x:%02x:%02x.%d' % (domain, bus, 0x10 + i // 8,
-                                              i % 8),
+            'address': pci.format_address(domain, bus, 0x10 + i // 8,
+                                          i % 8),
             'vf_index': i,
             'vendor_id': vendor_id,
             'product_id': vf_product,

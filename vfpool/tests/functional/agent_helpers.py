@@ -27,6 +27,7 @@ from xml.etree import ElementTree
 
 import fixtures
 
+from vfpool import pci
 from vfpool.tests.functional import base
 
 HOSTS = os.path.abspath(os.path.join(os.path.dirname(__file__), '..',
@@ -67,9 +68,8 @@ def without_devices(source: str, target: str, addresses: set) -> str:
         cap = device.find("capability[@type='pci']")
         if cap is None:
             continue
-        fields = [int(cap.find(k).text, 0)
-                  for k in ('domain', 'bus', 'slot', 'function')]
-        if '%04x:%02x:%02x.%x' % tuple(fields) in addresses:
+        fields = [int(cap.find(k).text, 0) for k in pci.FIELDS]
+        if pci.format_address(*fields) in addresses:
             gone.add(device.findtext('name').strip())
             root.remove(device)
     if len(gone) != len(addresses):

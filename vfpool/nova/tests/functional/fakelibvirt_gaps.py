@@ -46,6 +46,8 @@ import fixtures
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.virt.libvirt import host as nova_host
 
+from vfpool import pci
+
 _VFPOOL_LIBVIRT_MODULES = (
     'vfpool.compute.events',
     'vfpool.compute.libvirt_ops',
@@ -113,12 +115,7 @@ def _live_aliases(dom) -> set:
 
 
 def _hostdev_source(iface: ET.Element) -> str | None:
-    addr = iface.find('source/address')
-    if addr is None:
-        return None
-    return '%04x:%02x:%02x.%x' % tuple(
-        int(addr.get(k, '0'), 0) for k in ('domain', 'bus', 'slot',
-                                           'function'))
+    return pci.source_address(iface)
 
 
 class FakeLibvirtGaps(fixtures.Fixture):
