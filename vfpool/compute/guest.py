@@ -19,7 +19,6 @@ libvirt side needs (the connection, the XML builder, where device events
 are awaited) and nothing about migrations.
 """
 
-import re
 import threading
 import typing
 
@@ -37,7 +36,6 @@ LOG = logging.getLogger(__name__)
 
 ConnectionArg = typing.Union[libvirt.virConnect,
                              typing.Callable[[], libvirt.virConnect], None]
-_ALIAS_UNSAFE = re.compile(r'[^A-Za-z0-9_-]')
 
 
 def label(dom: libvirt.virDomain) -> str:
@@ -56,7 +54,7 @@ def vf_alias(alloc: dict) -> str:
     stands in for an allocation without a MAC.
     """
     key = alloc.get('mac') or alloc['address']
-    return 'ua-vf-' + _ALIAS_UNSAFE.sub('', key.lower())
+    return vf_xml.user_alias('vf-' + key.lower())
 
 
 def kept_alias(info: vf_xml.InterfaceInfo, alloc: dict) -> str:

@@ -34,6 +34,7 @@ from vfpool import pci
 from vfpool import validation
 # libvirt accepts user aliases made of "ua-" and [a-zA-Z0-9_-].
 _ALIAS_RE = re.compile(r'^ua-[A-Za-z0-9_-]+$')
+_ALIAS_UNSAFE = re.compile(r'[^A-Za-z0-9_-]')
 EMULATED_MODELS = ('virtio', 'e1000e')
 
 
@@ -59,6 +60,11 @@ def canonical_mac(mac: str) -> str:
 def is_user_alias(alias: str) -> bool:
     """Whether libvirt takes ``alias`` as a user alias (``ua-...``)."""
     return _ALIAS_RE.match(alias) is not None
+
+
+def user_alias(name: str) -> str:
+    """``ua-<name>`` without the characters libvirt refuses in an alias."""
+    return 'ua-' + _ALIAS_UNSAFE.sub('', name)
 
 
 def _check_alias(alias: str | None, what: str = 'alias') -> None:

@@ -17,6 +17,7 @@ from xml.etree import ElementTree as ET
 
 import testtools
 
+from vfpool.compute import guest
 from vfpool.compute import vf_xml
 from vfpool import exception
 from vfpool.tests.unit import test_validation
@@ -58,6 +59,30 @@ DOMAIN_XML = """<domain type='qemu' id='3'>
   </devices>
 </domain>
 """
+
+
+class TestAlias(testtools.TestCase):
+    """One alias rule: what a VF is called, and what libvirt accepts."""
+
+    def test_vf_alias_from_mac_or_address(self):
+        self.assertEqual('ua-vf-fa163e000001',
+                         guest.vf_alias({'mac': 'FA:16:3E:00:00:01',
+                                         'address': '0000:05:10.1'}))
+        self.assertEqual('ua-vf-000005101',
+                         guest.vf_alias({'address': '0000:05:10.1'}))
+
+    def test_every_vf_alias_is_a_user_alias(self):
+        for alloc in ({'mac': 'fa:16:3e:00:00:01'},
+                      {'mac': None, 'address': '0000:05:10.1'}):
+            alias = guest.vf_alias(alloc)
+            self.assertTrue(vf_xml.is_user_alias(alias), alias)
+            vf_xml.hostdev_interface_xml('0000:05:10.1',
+                                         'fa:16:3e:00:00:01', alias=alias)
+
+    def test_user_alias_drops_what_libvirt_refuses(self):
+        self.assertEqual('ua-port1_-a', vf_xml.user_alias('port:1_-a.'))
+        self.assertFalse(vf_xml.is_user_alias('net1'))
+        self.assertFalse(vf_xml.is_user_alias('ua-'))
 
 
 class TestHostdevInterfaceXML(testtools.TestCase):
