@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -67,6 +68,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--shrink-tries', type=int, default=40)
     parser.add_argument('--show', action='store_true',
                         help='print the operations of every history')
+    parser.add_argument('--trace', action='store_true',
+                        help='print every delivery and its answer')
     parser.add_argument('--json', default=None,
                         help='append the figures to this file as JSON')
     return parser.parse_args(argv)
@@ -140,6 +143,9 @@ def run(args, out=sys.stdout) -> dict:
                 for op in history:
                     print('  %s' % json.dumps(op, sort_keys=True), file=out)
             result = runner.run_history(system, seed, history)
+            if args.trace:
+                for line in result.trace_lines():
+                    print('  %s' % line, file=out)
             figures['histories'] += 1
             figures['calls'] += result.calls
             figures['renewals'] += result.renewals
@@ -154,7 +160,14 @@ def run(args, out=sys.stdout) -> dict:
             for v in result.violations:
                 print('  VIOLATION %s' % v, file=out, flush=True)
             shortest = [op['n'] for op in history]
-            if not args.no_shrink and len(shortest) > 1:
+            if args.no_shrink:
+                command = replay_command(args, seed, keep)
+                print('  replay: %s' % command, file=out, flush=True)
+                figures['failed'].append({
+                    'seed': seed, 'ops': keep, 'replay': command,
+                    'violations': result.violations})
+                continue
+            if len(shortest) > 1:
                 def fails(subset):
                     r = runner.run_history(
                         system, seed, generator.select(history, subset))
@@ -195,7 +208,13 @@ def run(args, out=sys.stdout) -> dict:
     return figures
 
 
+def _stop(signum, frame):
+    # Through the finally clauses: the servers and databases go too.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse(argv)
     if args.defect and not os.environ.get(TREE_ENV):

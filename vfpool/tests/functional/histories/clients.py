@@ -102,12 +102,13 @@ class World:
     """What the operations share: the model, the APIs, the system."""
 
     def __init__(self, model: model_mod.Model, make_api, renewer: Renewer,
-                 system, lease: int):
+                 system, lease: int, nemesis):
         self.model = model
         self.make_api = make_api
         self.renewer = renewer
         self.system = system
         self.lease = lease
+        self.nemesis = nemesis
         self.skipped = 0
 
     def rpc(self, api, method: str, *args, attempts: int = ATTEMPTS,
@@ -236,6 +237,7 @@ def live_migrate(world: World, op: dict, api):
     yield
     if op.get('lapse') and pairs:
         world.renewer.pause(migration)
+        world.nemesis.count('lapse')
         world.system.wait_not_in_progress(migration, world.lease)
     if op['outcome'] == 'abandon':
         # The conductor gives up after the claim (port binding refused);
@@ -398,6 +400,7 @@ def restart_db(world: World, op: dict, api):
         world.skipped += 1
         return
     world.system.restart_db()
+    world.nemesis.count('restart-db')
     yield
 
 

@@ -58,11 +58,16 @@ def _op(rng: random.Random, kind: str, instance: str) -> dict:
     rng.shuffle(others)
     if kind == 'boot':
         op.update(host=others[0], vfs=rng.choice((0, 1, 1, 2)))
-        if rng.random() < 0.2:
+        roll = rng.random()
+        if roll < 0.2:
             # The allocate is stuck in a slow queue: every attempt times
             # out, the build is aborted, and the messages arrive later.
             op['faults'].update({n: ['hold', rng.randint(1, 8)]
                                  for n in (1, 2, 3)})
+        elif roll < 0.35:
+            # A copy of the allocate arrives long after: the instance
+            # may have moved, or be gone, by then.
+            op['faults'][1] = ['dup', rng.randint(8, 40)]
     elif kind == 'live_migrate':
         op.update(dests=others[:2], outcome=rng.choice(
             ('complete', 'complete', 'complete', 'fail', 'abandon')))
@@ -70,7 +75,7 @@ def _op(rng: random.Random, kind: str, instance: str) -> dict:
             # The first destination's pre-check times out three times
             # (a slow worker; the messages are still queued): the
             # conductor tries the next host with the same migration.
-            op['faults'].update({n: ['hold', rng.randint(1, 8)]
+            op['faults'].update({n: ['hold', rng.randint(1, 4)]
                                  for n in (0, 1, 2)})
         op['lapse'] = rng.random() < 0.15
     elif kind == 'resize':

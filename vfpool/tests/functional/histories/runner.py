@@ -48,6 +48,17 @@ class Result:
     skipped: int = 0
     seconds: float = 0.0
     trace: list = dataclasses.field(default_factory=list)
+    log: list = dataclasses.field(default_factory=list)
+
+    def trace_lines(self) -> list[str]:
+        return ['op %d %s %s %s -> %s' % (
+            d.op, d.kind, d.method, _short(d.kwargs),
+            d.error or _short(d.answer)) for d in self.log]
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) < 300 else text[:300] + '...'
 
 
 def run_history(system: system_mod.System, seed: int,
@@ -67,7 +78,7 @@ def run_history(system: system_mod.System, seed: int,
                                            op.get('faults', {}))
         return api
 
-    world = clients.World(model, make_api, renewer, system, lease)
+    world = clients.World(model, make_api, renewer, system, lease, nemesis)
     rng = random.Random(seed ^ 0x5EED)
     pending = list(ops)
     active: list = []      # (op, generator)
@@ -112,4 +123,5 @@ def run_history(system: system_mod.System, seed: int,
     return Result(seed, ops, violations, calls=nemesis.calls,
                   renewals=renewer.renewals, faults=dict(nemesis.faults),
                   steps=len(trace), skipped=world.skipped,
-                  seconds=time.monotonic() - began, trace=trace)
+                  seconds=time.monotonic() - began, trace=trace,
+                  log=nemesis.log)
