@@ -34,7 +34,7 @@ DELIVERY_FAULTS = (('hold', 0.05), ('dup', 0.05), ('drop', 0.04),
                    ('reorder', 0.03), ('kill', 0.015))
 
 OP_WEIGHTS = (('boot', 3), ('delete', 2), ('live_migrate', 6),
-              ('resize', 2), ('evacuate', 2), ('restart_db', 0.5))
+              ('resize', 2), ('evacuate', 2), ('restart_db', 1))
 
 
 def _delivery_faults(rng: random.Random, calls: int = 8) -> dict:
