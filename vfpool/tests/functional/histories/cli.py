@@ -58,6 +58,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--ops', default=None,
                         help='replay only these operations (numbers, '
                              'comma separated) of the seed\'s history')
+    parser.add_argument('--known', default=None,
+                        help='replay a history of known.py (a name, or '
+                             '"all") instead of generating')
     parser.add_argument('--defect', action='append', default=[],
                         help='put defect NN back (defects/NN-*.patch); '
                              'repeatable')
@@ -75,11 +78,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def replay_command(args, seed: int, ops: list[int] | None) -> str:
+def replay_command(args, seed: int, ops: list[int] | None,
+                   name: str | None = None) -> str:
     parts = ['python -m vfpool.tests.functional.histories',
-             '--backend', args.backend, '--seed', str(seed),
-             '--length', str(args.length)]
-    if ops is not None:
+             '--backend', args.backend]
+    if name:
+        parts += ['--known', name]
+    else:
+        parts += ['--seed', str(seed), '--length', str(args.length)]
+    if ops is not None and not name:
         parts += ['--ops', ','.join(str(n) for n in ops)]
     for defect in args.defect:
         parts += ['--defect', defect]
@@ -122,6 +129,7 @@ def _line(result) -> str:
 def run(args, out=sys.stdout) -> dict:
     """Every history of ``args``; returns the figures."""
     from vfpool.tests.functional.histories import generator
+    from vfpool.tests.functional.histories import known
     from vfpool.tests.functional.histories import runner
     from vfpool.tests.functional.histories import shrink
     from vfpool.tests.functional.histories import system as system_mod
@@ -129,6 +137,15 @@ def run(args, out=sys.stdout) -> dict:
     seed0 = args.seed if args.seed is not None else int(time.time())
     keep = ([int(n) for n in args.ops.split(',') if n.strip()]
             if args.ops else None)
+    if args.known:
+        names = sorted(known.KNOWN) if args.known == 'all' else [
+            args.known]
+        plan = [(known.KNOWN[name][0], known.KNOWN[name][1], name)
+                for name in names]
+    else:
+        plan = [(seed, generator.select(
+            generator.generate(seed, args.length), keep), None)
+            for seed in range(seed0, seed0 + args.histories)]
     figures = {'backend': args.backend, 'defects': args.defect,
                'histories': 0, 'calls': 0, 'renewals': 0, 'faults': {},
                'violations': 0, 'failed': [], 'seconds': 0.0}
@@ -136,9 +153,9 @@ def run(args, out=sys.stdout) -> dict:
     system = system_mod.System(args.backend, private_db=args.private_db)
     system.setUp()
     try:
-        for seed in range(seed0, seed0 + args.histories):
-            history = generator.select(
-                generator.generate(seed, args.length), keep)
+        for seed, history, name in plan:
+            if name:
+                print('%s:' % name, file=out)
             if args.show:
                 for op in history:
                     print('  %s' % json.dumps(op, sort_keys=True), file=out)
@@ -160,8 +177,8 @@ def run(args, out=sys.stdout) -> dict:
             for v in result.violations:
                 print('  VIOLATION %s' % v, file=out, flush=True)
             shortest = [op['n'] for op in history]
-            if args.no_shrink:
-                command = replay_command(args, seed, keep)
+            if args.no_shrink or name:
+                command = replay_command(args, seed, keep, name)
                 print('  replay: %s' % command, file=out, flush=True)
                 figures['failed'].append({
                     'seed': seed, 'ops': keep, 'replay': command,

@@ -293,6 +293,14 @@ def live_migrate(world: World, op: dict, api):
         guest.failures.append('live migration complete: %s' % _failure(e))
         allocs = []
     world.renewer.stop_one(migration)
+    # A destination plugs only VFs of its own host: an answer that names
+    # another host (a newer server may say) is refused, not plugged.
+    foreign = [a for a in allocs if a.get('host', dest) != dest]
+    if foreign:
+        guest.failures.append('live migration complete: VF(s) of %s'
+                              % ', '.join(sorted({a['host']
+                                                  for a in foreign})))
+    allocs = [a for a in allocs if a not in foreign]
     guest.plugged = {(dest, a['address']) for a in allocs}
     if len(allocs) < len(pairs or []):
         guest.failures.append('ReattachFailed: %d of %d VFs'

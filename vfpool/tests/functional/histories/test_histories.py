@@ -33,6 +33,7 @@ from vfpool.tests.functional.cluster import base as cluster_base
 from vfpool.tests.functional.histories import cli
 from vfpool.tests.functional.histories import defects
 from vfpool.tests.functional.histories import generator
+from vfpool.tests.functional.histories import known
 from vfpool.tests.functional.histories import shrink
 
 load_tests = testscenarios.load_tests_apply_scenarios
@@ -67,6 +68,24 @@ class TestHistories(testscenarios.WithScenarios, base.FunctionalTestCase):
         figures = cli.run(cli.parse(argv), out=out)
         self.assertEqual(HISTORIES, figures['histories'], out.getvalue())
         self.assertEqual(0, figures['violations'], out.getvalue())
+
+
+class TestKnownHistories(testscenarios.WithScenarios,
+                         base.FunctionalTestCase):
+    """The shortest histories found on bda4d4e (known.py), replayed."""
+
+    scenarios = base.backend_scenarios()
+
+    def setUp(self):
+        super().setUp()
+        cluster_base.quiet_messaging(self)
+
+    def test_known_histories(self):
+        out = io.StringIO()
+        figures = cli.run(cli.parse(['--backend', self.backend,
+                                     '--known', 'all']), out=out)
+        self.assertEqual(len(known.KNOWN), figures['histories'])
+        self.assertEqual([], figures['failed'], out.getvalue())
 
 
 class TestCanFail(base.FunctionalTestCase):
