@@ -12,11 +12,12 @@
 
 """The history checker's short run, and proof that it can fail.
 
-``TestHistories`` runs ``VFPOOL_HISTORIES`` histories (default 2) of
-``VFPOOL_HISTORY_OPS`` operations (default 30) from seed
-``VFPOOL_HISTORY_SEED`` (default 1) on each database: two servers on
-MariaDB and on PostgreSQL, one on SQLite, and two on a PostgreSQL server
-of the test's own that the histories restart.  A failure shows each
+``TestHistories`` runs ``VFPOOL_HISTORIES`` histories (default 1) of
+``VFPOOL_HISTORY_OPS`` operations (default 40) from seed
+``VFPOOL_HISTORY_SEED`` (default 1; plus 1000 per scenario) on each
+database: two servers on MariaDB and on PostgreSQL, one on SQLite, and
+two on a PostgreSQL server of the test's own that the histories
+restart.  A failure shows each
 violation, the shortest history found and the command that replays it.
 ``tox -e functional-histories`` runs them at a larger size.
 """
@@ -38,20 +39,24 @@ from vfpool.tests.functional.histories import shrink
 
 load_tests = testscenarios.load_tests_apply_scenarios
 
-HISTORIES = int(os.environ.get('VFPOOL_HISTORIES', 2))
-OPS = int(os.environ.get('VFPOOL_HISTORY_OPS', 30))
+HISTORIES = int(os.environ.get('VFPOOL_HISTORIES', 1))
+OPS = int(os.environ.get('VFPOOL_HISTORY_OPS', 40))
 SEED = int(os.environ.get('VFPOOL_HISTORY_SEED', 1))
 #: Shrinking tries in a test run (each replays a history).
 SHRINK_TRIES = int(os.environ.get('VFPOOL_HISTORY_SHRINK_TRIES', 12))
 
 
 class TestHistories(testscenarios.WithScenarios, base.FunctionalTestCase):
+    # Each scenario starts at a seed of its own (SEED + 1000 * offset):
+    # the run covers as many different histories as it runs.
     scenarios = [
-        ('sqlite', {'backend': 'sqlite', 'private_db': False}),
-        ('mysql', {'backend': 'mysql', 'private_db': False}),
-        ('postgresql', {'backend': 'postgresql', 'private_db': False}),
+        ('sqlite', {'backend': 'sqlite', 'private_db': False,
+                    'offset': 0}),
+        ('mysql', {'backend': 'mysql', 'private_db': False, 'offset': 1}),
+        ('postgresql', {'backend': 'postgresql', 'private_db': False,
+                        'offset': 2}),
         ('postgresql-restarts', {'backend': 'postgresql',
-                                 'private_db': True}),
+                                 'private_db': True, 'offset': 3}),
     ]
 
     def setUp(self):
@@ -59,7 +64,8 @@ class TestHistories(testscenarios.WithScenarios, base.FunctionalTestCase):
         cluster_base.quiet_messaging(self)
 
     def test_histories(self):
-        argv = ['--backend', self.backend, '--seed', str(SEED),
+        seed = SEED + 1000 * self.offset
+        argv = ['--backend', self.backend, '--seed', str(seed),
                 '--histories', str(HISTORIES), '--length', str(OPS),
                 '--shrink-tries', str(SHRINK_TRIES)]
         if self.private_db:
