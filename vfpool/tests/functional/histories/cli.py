@@ -192,7 +192,17 @@ def run(args, out=sys.stdout) -> dict:
                         len(subset), 'fails' if r.violations else 'passes'),
                         file=out, flush=True)
                     return bool(r.violations)
-                shortest = shrink.ddmin(shortest, fails, args.shrink_tries)
+                # First the operations on the instances the violations
+                # name (and the database's restarts): usually enough.
+                focus = [op['n'] for op in history
+                         if op['instance'] in result.implicated
+                         or op['kind'] == 'restart_db']
+                tries = args.shrink_tries
+                if focus and len(focus) < len(shortest):
+                    tries -= 1
+                    if fails(focus):
+                        shortest = focus
+                shortest = shrink.ddmin(shortest, fails, tries)
             final = runner.run_history(
                 system, seed, generator.select(history, shortest))
             print('  shortest history (%d ops) of seed %d:' % (

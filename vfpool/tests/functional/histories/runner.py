@@ -24,6 +24,7 @@ while it works, a slow machine's timeouts).
 
 import dataclasses
 import random
+import re
 import time
 
 import oslo_messaging as messaging
@@ -51,6 +52,8 @@ class Result:
     seconds: float = 0.0
     trace: list = dataclasses.field(default_factory=list)
     log: list = dataclasses.field(default_factory=list)
+    #: The instances the violations name: where shrinking starts.
+    implicated: list = dataclasses.field(default_factory=list)
 
     def trace_lines(self) -> list[str]:
         return ['op %d %s %s %s -> %s' % (
@@ -128,7 +131,12 @@ def run_history(system: system_mod.System, seed: int,
     system.quiesce(lease)
     violations = untyped + invariants.check(model, system.tables(),
                                             nemesis.log, deleted_at)
+    implicated = sorted(
+        guest.name for guest in model.guests.values()
+        if any(guest.uuid in v or re.search(r'\b%s\b' % guest.name, v)
+               for v in violations))
     return Result(seed, ops, violations, calls=nemesis.calls,
+                  implicated=implicated,
                   renewals=renewer.renewals, faults=dict(nemesis.faults),
                   steps=len(trace), skipped=world.skipped,
                   seconds=time.monotonic() - began, trace=trace,
