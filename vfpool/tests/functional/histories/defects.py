@@ -82,9 +82,16 @@ def patched_tree(defects: list[str]) -> str:
 
 
 def make(name: str, commit: str, repo: str = ROOT) -> str:
-    """Write ``defects/<name>.patch``: the fix ``commit`` undone."""
+    """Write ``defects/<name>.patch``: the fix ``commit`` undone.
+
+    ``commit`` is one commit (a merge: the whole branch it merged), or
+    ``BASE..TIP`` for a series of commits.
+    """
+    base, _, tip = commit.rpartition('..')
+    if not base:
+        base, tip = '%s^' % commit, commit
     diff = subprocess.run(
-        ['git', '-C', repo, 'diff', '%s' % commit, '%s^' % commit, '--',
+        ['git', '-C', repo, 'diff', tip, base, '--',
          'vfpool', ':(exclude)vfpool/tests'],
         capture_output=True, text=True, check=True).stdout
     if not diff.strip():
@@ -104,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     mk = sub.add_parser('make', help='the patch of a fix commit, reversed')
     mk.add_argument('name', help='NN-short-name, e.g. 04-allocate-after-'
                                  'release')
-    mk.add_argument('commit')
+    mk.add_argument('commit', help='the fix: a commit (a merge commit '
+                                   'for a branch) or BASE..TIP')
     sub.add_parser('list')
     check = sub.add_parser('check', help='whether the patches apply')
     check.add_argument('defects', nargs='*')
