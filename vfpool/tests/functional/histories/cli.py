@@ -140,8 +140,7 @@ def run(args, out=sys.stdout) -> dict:
     if args.known:
         names = sorted(known.KNOWN) if args.known == 'all' else [
             args.known]
-        plan = [(known.KNOWN[name][0], known.KNOWN[name][1], name)
-                for name in names]
+        plan = [known.lookup(name) + (name,) for name in names]
     else:
         plan = [(seed, generator.select(
             generator.generate(seed, args.length), keep), None)
