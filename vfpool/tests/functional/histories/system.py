@@ -65,6 +65,9 @@ class System(fixtures.Fixture):
             kind = (backends.MariaDB if self.backend == 'mysql'
                     else backends.PostgreSQL)
             self.database = self.useFixture(kind())
+            # ClusterStack leaves its queues to the broker it was given;
+            # this one is the system's: they go after the servers stop.
+            self.addCleanup(self._delete_queues)
             self.stack = self.useFixture(cluster_stack.ClusterStack(
                 [self.database.url], base.TRANSPORT_URL,
                 servers=self.servers, transports=1,
@@ -76,6 +79,13 @@ class System(fixtures.Fixture):
         self.transport = rpc.get_transport(self.stack.conf)
         self.addCleanup(self.transport.cleanup)
         self.clean_api = self.api()
+
+    def _delete_queues(self) -> None:
+        stack = getattr(self, 'stack', None)
+        if stack is not None:
+            base.delete_queues([stack.topic] + [
+                '%s.server-%d' % (stack.topic, i)
+                for i in range(self.servers)])
 
     def api(self) -> rpcapi.VfpoolAPI:
         return rpcapi.VfpoolAPI(self.stack.conf, transport=self.transport,
