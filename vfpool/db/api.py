@@ -285,8 +285,10 @@ def configure(conf: cfg.ConfigOpts, cli: bool = False) -> None:
             url=url, reason='%s (%s attempt(s), %s s apart)' % (
                 reason(exc), options['max_retries'],
                 options['retry_interval'])) from exc
-    except db_exc.DBError as exc:
-        # Reached, but refused: a wrong password, an unknown database.
+    except (db_exc.DBError, sqlalchemy.exc.OperationalError) as exc:
+        # Reached, but refused (a wrong password, an unknown database), or
+        # a refusal oslo.db does not call a disconnect (newer libpq's
+        # "connection to server ... failed"), so did not retry.
         raise exception.DatabaseUnreachable(url=url,
                                             reason=reason(exc)) from exc
     _tune(engine)

@@ -127,14 +127,14 @@ _RETRY_LOGGER = 'oslo_db.sqlalchemy.engines'
 
 
 @contextlib.contextmanager
-def _quiet(name: str):
+def _quiet(name: str, level: int = logging.ERROR):
     logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    before = logger.level
+    logger.setLevel(level)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        logger.setLevel(before)
 
 
 def admin_context() -> vfpool_context.RequestContext:
@@ -209,16 +209,44 @@ def confirm(conf: cfg.ConfigOpts, plan: list[str]) -> None:
 NOTIFY_RETRIES = 2
 
 
+#: oslo.messaging's notification drivers log a failed send (with a
+#: traceback and the payload) instead of raising it.
+_NOTIFY_LOGGER = 'oslo_messaging.notify'
+
+
+class _Failures(logging.Handler):
+    """Keeps the reasons a notification could not be sent."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reasons: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        self.reasons.append(str(error or record.getMessage()))
+
+
 class _Notifier(notifications.Notifier):
     """A notification that cannot be sent is one warning line."""
 
     def emit(self, context, event_type: str, **data) -> None:
+        failures = _Failures()
+        logger = logging.getLogger(_NOTIFY_LOGGER)
+        logger.addHandler(failures)
+        propagate, logger.propagate = logger.propagate, False
         try:
-            with _quiet('oslo_messaging'):
+            # oslo.log names oslo.messaging's driver loggers with a dot.
+            with _quiet('oslo.messaging._drivers', logging.CRITICAL):
                 self.send(context, event_type, **data)
         except Exception as exc:
+            failures.reasons.append(str(exc))
+        finally:
+            logger.removeHandler(failures)
+            logger.propagate = propagate
+        if failures.reasons:
             note('vfpool-manage: warning: the change is made, but the '
-                 'notification %s was not sent: %s' % (event_type, exc))
+                 'notification %s was not sent: %s'
+                 % (event_type, failures.reasons[-1]))
 
 
 def notifier(conf: cfg.ConfigOpts) -> notifications.Notifier:
