@@ -86,7 +86,9 @@ class Checks(upgradecheck.UpgradeCommands):
             self._engine = db_api.get_engine()
         return self._engine
 
-    def check(self) -> int:
+    # 255 is no Code: it is what oslo.upgradecheck's run() itself returns
+    # when the checks cannot run.
+    def check(self) -> int:  # type: ignore[override]
         """All checks, or a one-line error if they cannot run (255)."""
         def checks() -> int:
             config.check_values(self.conf)
