@@ -141,13 +141,13 @@ class TestSchemaNotSynced(CliErrorTestCase):
 
     def test_empty(self):
         self.assertFails(manage.main, MANAGE_CANNOT_RUN, ('vf', 'list'),
-                         'revision none', migration.head(),
+                         'revision none', str(migration.head()),
                          'run vfpool-manage db sync')
 
     def test_behind_head(self):
         migration.upgrade('b1a0c0de0001', engine=db_api.get_engine())
         self.assertFails(manage.main, MANAGE_CANNOT_RUN, ('host', 'list'),
-                         'at revision b1a0c0de0001', migration.head())
+                         'at revision b1a0c0de0001', str(migration.head()))
 
     def test_newer_release_is_served(self):
         # A revision this code does not know is a later release's, whose
