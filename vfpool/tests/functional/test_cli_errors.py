@@ -121,6 +121,13 @@ class TestBadConfigValue(CliErrorTestCase):
                                 "'often'")
         self.assertNotIn('LocationInfo', line)
 
+    def test_debug_adds_the_traceback(self):
+        self.useFixture(fixtures.EnvironmentVariable('VFPOOL_DEBUG', '1'))
+        rc, _out, err = self.run_main(manage.main, ['host', 'list'])
+        self.assertEqual(MANAGE_BAD_CONFIG, rc)
+        self.assertIn('Traceback', err)
+        self.assertIn('[agent] report_interval', err.strip().splitlines()[-1])
+
     def test_status(self):
         self.assertFails(status.main, STATUS_CANNOT_RUN,
                          ('upgrade', 'check'), '[agent] report_interval')
