@@ -123,3 +123,35 @@ class ReattachFailed(VfpoolException):
 class ServiceError(VfpoolException):
     """An unexpected failure inside the server, already rolled back."""
     msg_fmt = 'vfpool-server could not complete %(method)s: %(reason)s'
+
+
+# Why a program cannot do its work at all: raised to the console scripts,
+# never sent over RPC.  vfpool/cmd/errors.py prints them as one line.
+
+class CannotRun(VfpoolException):
+    """The environment, not the request, is wrong; the message says how."""
+    msg_fmt = '%(reason)s'
+
+
+class ConfigInvalid(CannotRun):
+    msg_fmt = 'bad configuration: %(option)s%(where)s: %(reason)s'
+
+
+class DatabaseUrlInvalid(CannotRun):
+    msg_fmt = ('bad configuration: [database] connection %(url)s: '
+               '%(reason)s')
+
+
+class DatabaseDriverMissing(CannotRun):
+    msg_fmt = ('the database driver for %(url)s is not installed '
+               '(%(reason)s): use mysql+pymysql:// or postgresql+psycopg2:// '
+               '(vfpool installs their drivers), or install that driver')
+
+
+class DatabaseUnreachable(CannotRun):
+    msg_fmt = 'cannot connect to the database %(url)s: %(reason)s'
+
+
+class SchemaNotSynced(CannotRun):
+    msg_fmt = ('the database schema is at revision %(current)s, this vfpool '
+               'needs %(head)s: run vfpool-manage db sync')

@@ -14,9 +14,11 @@
 
 vfpool-server, vfpool-manage and vfpool-status run without it.  The
 agent, the compute plugin and ``vfpool-manage audit --libvirt-uri`` need
-it; they get it with the ``libvirt`` extra (``pip install
-'vfpool[libvirt]'``), whose build needs pkg-config, a C compiler and
-libvirt's development files (``bindep quickstart`` lists them).
+it; they get it with the ``libvirt`` extra (vfpool is not on PyPI: ``pip
+install '.[libvirt]'`` in a checkout, or ``pip install
+'vfpool-<version>-py3-none-any.whl[libvirt]'``), whose build needs
+pkg-config, a C compiler and libvirt's development files (``bindep
+quickstart`` lists them).
 
 Modules that need libvirt import it with::
 
@@ -39,8 +41,10 @@ if typing.TYPE_CHECKING:
 #: The setup.cfg extra that brings libvirt-python.
 EXTRA = 'libvirt'
 MESSAGE = ('libvirt-python is not installed; install vfpool with its %s '
-           'extra: pip install "vfpool[%s]" (building it needs pkg-config, '
-           'a C compiler and libvirt\'s development files)' % (EXTRA, EXTRA))
+           'extra, from a checkout (pip install ".[%s]") or a built wheel '
+           '(pip install "vfpool-<version>-py3-none-any.whl[%s]"); building '
+           'it needs pkg-config, a C compiler and libvirt\'s development '
+           'files' % (EXTRA, EXTRA, EXTRA))
 
 
 class LibvirtMissing(ImportError):

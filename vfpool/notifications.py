@@ -105,27 +105,34 @@ def payload(event_type: str, **data: typing.Any) -> dict:
 class Notifier:
     """Sends notifications when ``[notifications] enabled`` is true."""
 
-    def __init__(self, conf: cfg.ConfigOpts, publisher: str = 'vfpool-server'):
+    def __init__(self, conf: cfg.ConfigOpts, publisher: str = 'vfpool-server',
+                 retry: int | None = None):
         self._notifier = None
         if conf.notifications.enabled:
             self._notifier = rpc.get_notifier(
-                conf, publisher_id='%s:%s' % (publisher, conf.host))
+                conf, publisher_id='%s:%s' % (publisher, conf.host),
+                retry=retry)
 
     @property
     def enabled(self) -> bool:
         return self._notifier is not None
 
+    def send(self, context: typing.Any, event_type: str,
+             **data: typing.Any) -> None:
+        """Send ``event_type`` with ``data``; raises if it cannot."""
+        if self._notifier is None:
+            return
+        body = payload(event_type, **data)
+        send = (self._notifier.error if EVENTS[event_type].error
+                else self._notifier.info)
+        send(context.to_dict() if hasattr(context, 'to_dict') else {},
+             event_type, body)
+
     def emit(self, context: typing.Any, event_type: str,
              **data: typing.Any) -> None:
         """Send ``event_type`` with ``data``, its documented fields."""
-        if self._notifier is None:
-            return
         try:
-            body = payload(event_type, **data)
-            send = (self._notifier.error if EVENTS[event_type].error
-                    else self._notifier.info)
-            send(context.to_dict() if hasattr(context, 'to_dict') else {},
-                 event_type, body)
+            self.send(context, event_type, **data)
         except Exception:
             # A notification is never worth failing the change it reports.
             LOG.exception('Could not send notification %s', event_type)

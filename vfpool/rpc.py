@@ -81,8 +81,10 @@ def get_server(conf: cfg.ConfigOpts, transport: messaging.Transport,
                                     executor='threading')
 
 
-def get_notifier(conf: cfg.ConfigOpts,
-                 publisher_id: str) -> messaging.Notifier:
+def get_notifier(conf: cfg.ConfigOpts, publisher_id: str,
+                 retry: int | None = None) -> messaging.Notifier:
+    """``retry``: connection retries per notification (None: forever)."""
     register_opts(conf)
     transport = messaging.get_notification_transport(conf)
-    return messaging.Notifier(transport, publisher_id=publisher_id)
+    return messaging.Notifier(transport, publisher_id=publisher_id,
+                              retry=retry)

@@ -16,13 +16,18 @@ import sys
 
 from oslo_log import log as logging
 
+from vfpool.cmd import errors
 from vfpool import config
 from vfpool import libvirt_import
 
 LOG = logging.getLogger(__name__)
 
 
-def main(argv: list[str] | None = None) -> int:
+#: The exit status when the agent cannot start (one line on stderr).
+EXIT_CANNOT_START = 1
+
+
+def _start(argv: list[str]) -> int:
     try:
         # The agent's modules need libvirt-python, an optional extra:
         # imported here so that its absence is a one-line error.
@@ -30,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         from vfpool.agent import reporter
     except libvirt_import.LibvirtMissing as exc:
         return libvirt_import.fail('vfpool-agent', exc)
-    conf = config.parse_args(sys.argv[1:] if argv is None else argv)
+    conf = config.parse_args(argv)
     conf.log_opt_values(LOG, logging.DEBUG)
     error = None
     try:
@@ -40,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     if error is not None:
         # Before any fork, so the exit status tells the init system.
         LOG.error('vfpool-agent cannot start: %s', error)
-        return 1
+        return EXIT_CANNOT_START
     launcher = reporter.launch(conf, agent)
     return launcher.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return errors.run('vfpool-agent',
+                      lambda: _start(sys.argv[1:] if argv is None else argv),
+                      lambda exc: EXIT_CANNOT_START)

@@ -16,9 +16,15 @@ Like nova-manage, it talks to the database directly, so it works while
 no vfpool-server runs.  Exit codes (doc/source/admin/cli.rst):
 
 * 0 - done, or nothing was wrong;
-* 1 - a check or the audit found problems (or the database failed);
-* 2 - bad arguments or usage, including a refused confirmation;
-* 3 - not found, or the change conflicts with the current state.
+* 1 - a check or the audit found problems (or a database statement
+  failed);
+* 2 - bad arguments, usage or configuration, including a refused
+  confirmation;
+* 3 - not found, or the change conflicts with the current state;
+* 4 - cannot run: the database driver is missing, the database cannot
+  be reached or its schema is not synced.
+
+Every error is one line on stderr (vfpool/cmd/errors.py).
 """
 
 import sys
@@ -26,6 +32,7 @@ import sys
 from oslo_config import cfg
 from oslo_db import exception as db_exc
 
+from vfpool.cmd import errors
 from vfpool import conf as vfpool_conf
 from vfpool import config
 from vfpool.db import migration
@@ -43,13 +50,13 @@ class DbCommands:
         self.conf = conf
 
     def sync(self) -> int:
-        cli.configure_db(self.conf)
+        cli.configure_db(self.conf, schema=False)
         migration.upgrade(self.conf.command.version or 'head')
         print('Database is at revision %s' % migration.version())
         return cli.EXIT_OK
 
     def version(self) -> int:
-        cli.configure_db(self.conf)
+        cli.configure_db(self.conf, schema=False)
         print(migration.version() or 'None')
         return cli.EXIT_OK
 
@@ -76,9 +83,26 @@ def add_parsers(subparsers):
         add(subparsers)
 
 
-def _fail(message: str, code: int) -> int:
-    print('vfpool-manage: %s' % message, file=sys.stderr)
-    return code
+def _exit_code(exc: Exception) -> int:
+    if isinstance(exc, (cfg.Error, exception.ConfigInvalid)):
+        return cli.EXIT_USAGE
+    if isinstance(exc, (exception.CannotRun, db_exc.DBConnectionError)):
+        return cli.EXIT_CANNOT_RUN
+    if isinstance(exc, exception.VfpoolException):
+        return cli.exit_code(exc)
+    return cli.EXIT_PROBLEMS
+
+
+def _run(conf: cfg.ConfigOpts, argv: list[str]) -> int:
+    try:
+        config.parse_args(argv, conf=conf, setup_logging=False)
+    except SystemExit as e:     # argparse: --help (0) or a usage error (2)
+        return int(e.code or 0)
+    try:
+        return conf.command.func(conf)
+    except cli.CommandError as e:
+        print('vfpool-manage: %s' % e, file=sys.stderr)
+        return e.code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,18 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     conf.register_cli_opt(cfg.SubCommandOpt(
         'command', title='Commands', handler=add_parsers,
         help='Available commands'))
-    try:
-        config.parse_args(sys.argv[1:] if argv is None else argv,
-                          conf=conf, setup_logging=False)
-    except SystemExit as e:     # argparse: --help (0) or a usage error (2)
-        return int(e.code or 0)
-    except cfg.Error as e:
-        return _fail(str(e), cli.EXIT_USAGE)
-    try:
-        return conf.command.func(conf)
-    except cli.CommandError as e:
-        return _fail(str(e), e.code)
-    except exception.VfpoolException as e:
-        return _fail(str(e), cli.exit_code(e))
-    except db_exc.DBError as e:
-        return _fail('database error: %s' % e, cli.EXIT_PROBLEMS)
+    return errors.run(
+        'vfpool-manage',
+        lambda: _run(conf, sys.argv[1:] if argv is None else argv),
+        _exit_code, conf)

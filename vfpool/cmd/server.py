@@ -16,14 +16,33 @@ import sys
 
 from oslo_log import log as logging
 
+from vfpool.cmd import errors
 from vfpool import config
+from vfpool.db import api as db_api
+from vfpool.db import migration
 from vfpool.server import service
 
 LOG = logging.getLogger(__name__)
 
+#: The exit status when the server cannot start (one line on stderr).
+EXIT_CANNOT_START = 1
 
-def main(argv: list[str] | None = None) -> None:
-    conf = config.parse_args(sys.argv[1:] if argv is None else argv)
+
+def _serve(argv: list[str]) -> int:
+    conf = config.parse_args(argv)
     conf.log_opt_values(LOG, logging.DEBUG)
+    # Before any fork, so that a database this release cannot use stops
+    # the server with one line and a status for the init system, rather
+    # than workers that fail and are restarted forever.  The wait for a
+    # database still starting is [database] max_retries x retry_interval.
+    db_api.configure(conf)
+    migration.require_head()
     launcher = service.launch(conf)
     launcher.wait()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return errors.run('vfpool-server',
+                      lambda: _serve(sys.argv[1:] if argv is None else argv),
+                      lambda exc: EXIT_CANNOT_START)

@@ -13,8 +13,10 @@
 """vfpool-status: ``upgrade check`` on oslo.upgradecheck.
 
 Run it with the new code before restarting services.  Exit codes are
-oslo.upgradecheck's: 0 success, 1 warning, 2 failure, 255 the check
-itself failed.  The checks read the database with plain SQL on the few
+oslo.upgradecheck's: 0 success, 1 warning, 2 failure, 255 the checks
+could not run (a bad configuration, a missing database driver, a
+database that cannot be reached: one line on stderr, see
+vfpool/cmd/errors.py).  The checks read the database with plain SQL on the few
 columns they need, not through vfpool's objects, so that they also work
 against the previous release's schema.
 """
@@ -29,8 +31,10 @@ from oslo_upgradecheck import upgradecheck
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
+from vfpool.cmd import errors
 from vfpool import conf as vfpool_conf
 from vfpool.conf import database as db_conf
+from vfpool import config
 from vfpool.db import api as db_api
 from vfpool.db import migration
 from vfpool.manage import cli
@@ -48,6 +52,9 @@ _hosts = sa.table('hosts', sa.column('name', sa.String),
 _migrations = sa.table('migrations', sa.column('uuid', sa.String),
                        sa.column('state', sa.String),
                        sa.column('lease_expires_at', sa.DateTime))
+
+#: oslo.upgradecheck's status when the checks themselves could not run.
+EXIT_CANNOT_RUN = 255
 
 #: How many names a warning lists before it says "and N more".
 _SHOWN = 5
@@ -74,9 +81,19 @@ class Checks(upgradecheck.UpgradeCommands):
     def _db(self) -> sa.engine.Engine:
         if self._engine is None:
             db_conf.set_connection_default(self.conf)
-            cli.configure_db(self.conf)
+            # The schema is a check of its own, not a precondition.
+            cli.configure_db(self.conf, schema=False)
             self._engine = db_api.get_engine()
         return self._engine
+
+    # 255 is no Code: it is what oslo.upgradecheck's run() itself returns
+    # when the checks cannot run.
+    def check(self) -> int:  # type: ignore[override]
+        """All checks, or a one-line error if they cannot run (255)."""
+        def checks() -> int:
+            config.check_values(self.conf)
+            return super(Checks, self).check()
+        return errors.run('vfpool-status', checks, _cannot_run, self.conf)
 
     def _no_schema(self) -> Result | None:
         if migration.version(engine=self._db()) is None:
@@ -284,11 +301,15 @@ class Checks(upgradecheck.UpgradeCommands):
     )
 
 
+def _cannot_run(exc: Exception) -> int:
+    return EXIT_CANNOT_RUN
+
+
 def main(argv: list[str] | None = None) -> int:
     conf = vfpool_conf.new_conf()
     # [DEFAULT] transport_url and [oslo_messaging_rabbit], for the
     # RabbitMQ check.
     rpc.register_opts(conf)
-    return upgradecheck.main(
+    return errors.run('vfpool-status', lambda: upgradecheck.main(
         conf, project='vfpool', upgrade_command=Checks(conf),
-        argv=sys.argv[1:] if argv is None else argv)
+        argv=sys.argv[1:] if argv is None else argv), _cannot_run, conf)

@@ -29,6 +29,8 @@ from oslo_db.sqlalchemy import enginefacade
 from oslo_log import log as logging
 import sqlalchemy
 
+from vfpool import exception
+
 LOG = logging.getLogger(__name__)
 
 context_manager = enginefacade.transaction_context()
@@ -191,9 +193,22 @@ def _tune(engine: sqlalchemy.engine.Engine) -> None:
     _skip_idle_rollback(engine)
 
 
-def _engine_options(conf: cfg.ConfigOpts) -> dict:
+#: How the command-line tools (vfpool-manage, vfpool-status) connect: a
+#: few quick attempts instead of ``[database] max_retries`` x
+#: ``retry_interval`` (100 s by default, right for a service that starts
+#: before its database), each bounded by a connect timeout.  Documented in
+#: doc/source/admin/cli.rst.
+CLI_CONNECT_ATTEMPTS = 3
+CLI_RETRY_INTERVAL = 1
+CLI_CONNECT_TIMEOUT = 5
+
+#: The dialects whose drivers take a ``connect_timeout`` (seconds).
+_CONNECT_TIMEOUT_DIALECTS = ('mysql', 'postgresql')
+
+
+def _engine_options(conf: cfg.ConfigOpts, cli: bool = False) -> dict:
     db = conf.database
-    return dict(
+    options = dict(
         connection=db.connection,
         slave_connection=db.slave_connection,
         sqlite_fk=True,
@@ -208,19 +223,75 @@ def _engine_options(conf: cfg.ConfigOpts) -> dict:
         max_retries=db.max_retries,
         retry_interval=db.retry_interval,
     )
+    if cli:
+        options.update(max_retries=CLI_CONNECT_ATTEMPTS,
+                       retry_interval=CLI_RETRY_INTERVAL)
+        if (_dialect(db.connection) in _CONNECT_TIMEOUT_DIALECTS
+                and 'connect_timeout' not in db.connection):
+            options['connection_parameters'] = (
+                'connect_timeout=%d' % CLI_CONNECT_TIMEOUT)
+    return options
+
+
+def _dialect(url: str) -> str:
+    return url.split(':', 1)[0].split('+', 1)[0]
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(
+            hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return repr(url)
+
+
+def reason(exc: BaseException) -> str:
+    """The driver's own words, on one line, without SQLAlchemy's link."""
+    inner = getattr(exc, 'inner_exception', None) or exc
+    inner = getattr(inner, 'orig', None) or inner
+    text = str(inner).split('\n')[0].strip()
+    return text or type(inner).__name__
 
 
 _configured = False
 
 
-def configure(conf: cfg.ConfigOpts) -> None:
-    """Point the facade at ``[database]``; a second call is a no-op."""
+def configure(conf: cfg.ConfigOpts, cli: bool = False) -> None:
+    """Point the facade at ``[database]``; a second call is a no-op.
+
+    Connects once, so that a wrong URL, a missing driver or a database
+    that cannot be reached raise here as a typed one-line
+    :class:`~vfpool.exception.CannotRun` error, not later mid-request.
+    ``cli`` bounds the wait for the database (``CLI_CONNECT_ATTEMPTS``).
+    """
     global _configured
     # Tests and tools that called use_connection() have started it already.
     if _configured or context_manager.is_started:
         return
-    context_manager.configure(**_engine_options(conf))
-    _tune(context_manager.writer.get_engine())
+    options = _engine_options(conf, cli=cli)
+    url = shown_url(options['connection'])
+    context_manager.configure(**options)
+    try:
+        engine = context_manager.writer.get_engine()
+    except ImportError as exc:
+        raise exception.DatabaseDriverMissing(url=url, reason=exc) from exc
+    except (sqlalchemy.exc.ArgumentError,
+            sqlalchemy.exc.NoSuchModuleError) as exc:
+        raise exception.DatabaseUrlInvalid(url=url,
+                                           reason=reason(exc)) from exc
+    except db_exc.DBConnectionError as exc:
+        raise exception.DatabaseUnreachable(
+            url=url, reason='%s (%s attempt(s), %s s apart)' % (
+                reason(exc), options['max_retries'],
+                options['retry_interval'])) from exc
+    except (db_exc.DBError, sqlalchemy.exc.OperationalError) as exc:
+        # Reached, but refused (a wrong password, an unknown database), or
+        # a refusal oslo.db does not call a disconnect (newer libpq's
+        # "connection to server ... failed"), so did not retry.
+        raise exception.DatabaseUnreachable(url=url,
+                                            reason=reason(exc)) from exc
+    _tune(engine)
     _configured = True
 
 

@@ -18,9 +18,11 @@ from alembic import command as alembic_command
 from alembic import config as alembic_config
 from alembic import migration as alembic_migration
 from alembic import script as alembic_script
+from alembic import util as alembic_util
 import sqlalchemy
 
 from vfpool.db import api as db_api
+from vfpool import exception
 
 _SCRIPT_LOCATION = os.path.join(os.path.dirname(__file__), 'migrations')
 
@@ -50,3 +52,28 @@ def version(engine: sqlalchemy.engine.Engine | None = None) -> str | None:
 def head() -> str | None:
     return alembic_script.ScriptDirectory.from_config(
         _alembic_config()).get_current_head()
+
+
+def require_head(engine: sqlalchemy.engine.Engine | None = None) -> None:
+    """Raise :class:`~vfpool.exception.SchemaNotSynced` below head.
+
+    A revision this code does not know is a newer release's: its
+    migrations only add, so this code still runs on it (the rolling
+    upgrade of doc/source/admin/upgrade.rst).
+    """
+    current = version(engine=engine)
+    latest = head()
+    if current == latest:
+        return
+    if current is not None and not _known(current):
+        return
+    raise exception.SchemaNotSynced(current=current or 'none (empty)',
+                                    head=latest)
+
+
+def _known(revision: str) -> bool:
+    scripts = alembic_script.ScriptDirectory.from_config(_alembic_config())
+    try:
+        return scripts.get_revision(revision) is not None
+    except alembic_util.CommandError:
+        return False

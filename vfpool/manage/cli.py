@@ -18,7 +18,9 @@ else).  Plans, prompts and errors go to stderr.
 """
 
 import argparse
+import contextlib
 import json
+import logging
 import sys
 from typing import Any, Callable
 
@@ -27,6 +29,7 @@ import prettytable
 
 from vfpool import context as vfpool_context
 from vfpool.db import api as db_api
+from vfpool.db import migration
 from vfpool import exception
 from vfpool import notifications
 
@@ -35,6 +38,7 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 EXIT_CONFLICT = 3
+EXIT_CANNOT_RUN = 4
 
 
 class CommandError(Exception):
@@ -99,15 +103,38 @@ def add_action(actions, name: str, func: Callable[[cfg.ConfigOpts], int],
     return parser
 
 
-def configure_db(conf: cfg.ConfigOpts) -> None:
+def configure_db(conf: cfg.ConfigOpts, schema: bool = True) -> None:
     """Point the enginefacade at ``[database]``, unless already pointed.
 
-    A started facade was already pointed somewhere by its owner (a test
-    through ``db_api.use_connection``, or a tool embedding this code);
+    Connects within the command-line bound (``db_api.CLI_CONNECT_*``)
+    and, with ``schema``, requires the schema at head, so that a missing
+    driver, an unreachable or an un-synced database is one typed error
+    (exit 4) before the command starts.  A started facade was already
+    pointed somewhere by its owner (a test through
+    ``db_api.use_connection``, or a tool embedding this code);
     configuring it again would raise, and would be wrong.
     """
     if not db_api.context_manager.is_started:
-        db_api.configure(conf)
+        with _quiet(_RETRY_LOGGER):
+            db_api.configure(conf, cli=True)
+    if schema:
+        migration.require_head()
+
+
+#: Logs "SQL connection failed. N attempts left." on each retry; the
+#: one-line error after the last attempt says it all.
+_RETRY_LOGGER = 'oslo_db.sqlalchemy.engines'
+
+
+@contextlib.contextmanager
+def _quiet(name: str, level: int = logging.ERROR):
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def admin_context() -> vfpool_context.RequestContext:
@@ -177,9 +204,55 @@ def confirm(conf: cfg.ConfigOpts, plan: list[str]) -> None:
         raise CommandError('not confirmed; nothing was changed', EXIT_USAGE)
 
 
+#: Connection retries for one notification from vfpool-manage: a few
+#: seconds with an unreachable broker, not oslo.messaging's forever.
+NOTIFY_RETRIES = 2
+
+
+#: oslo.messaging's notification drivers log a failed send (with a
+#: traceback and the payload) instead of raising it.
+_NOTIFY_LOGGER = 'oslo_messaging.notify'
+
+
+class _Failures(logging.Handler):
+    """Keeps the reasons a notification could not be sent."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reasons: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        self.reasons.append(str(error or record.getMessage()))
+
+
+class _Notifier(notifications.Notifier):
+    """A notification that cannot be sent is one warning line."""
+
+    def emit(self, context, event_type: str, **data) -> None:
+        failures = _Failures()
+        logger = logging.getLogger(_NOTIFY_LOGGER)
+        logger.addHandler(failures)
+        propagate, logger.propagate = logger.propagate, False
+        try:
+            # oslo.log names oslo.messaging's driver loggers with a dot.
+            with _quiet('oslo.messaging._drivers', logging.CRITICAL):
+                self.send(context, event_type, **data)
+        except Exception as exc:
+            failures.reasons.append(str(exc))
+        finally:
+            logger.removeHandler(failures)
+            logger.propagate = propagate
+        if failures.reasons:
+            note('vfpool-manage: warning: the change is made, but the '
+                 'notification %s was not sent: %s'
+                 % (event_type, failures.reasons[-1]))
+
+
 def notifier(conf: cfg.ConfigOpts) -> notifications.Notifier:
     """Tells notification consumers about changes, as the server would.
 
-    A no-op unless ``[notifications] enabled``.
+    A no-op unless ``[notifications] enabled``.  With the broker down,
+    the change stands and stderr says which notification was lost.
     """
-    return notifications.Notifier(conf, publisher='vfpool-manage')
+    return _Notifier(conf, publisher='vfpool-manage', retry=NOTIFY_RETRIES)

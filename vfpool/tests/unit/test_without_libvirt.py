@@ -238,7 +238,7 @@ class TestWithoutLibvirt(testtools.TestCase):
         self.assertEqual(1, proc.returncode)
         self.assertEqual(['vfpool-agent: %s' % libvirt_import.MESSAGE],
                          proc.stderr.splitlines())
-        self.assertIn('"vfpool[libvirt]"', proc.stderr)
+        self.assertIn('pip install ".[libvirt]"', proc.stderr)
 
     def test_library_import_is_an_import_error(self):
         proc = _run(_LIBRARY)
@@ -268,4 +268,4 @@ class TestLibvirtImport(testtools.TestCase):
         error = libvirt_import.LibvirtMissing()
         self.assertIsInstance(error, ImportError)
         self.assertEqual('libvirt', error.name)
-        self.assertIn('pip install "vfpool[libvirt]"', str(error))
+        self.assertIn('pip install ".[libvirt]"', str(error))
