@@ -21,7 +21,11 @@ DEST`` makes one claim round for INSTANCE: ``allocate`` a VF on SOURCE,
 ``complete_migration``; the instance then holds a VF on DEST.  The round
 starts by releasing what the instance held, so it can be run again.
 
-Options are read from ``--config-file`` (the quickstart writes one).
+Options are read from ``--config-file`` and ``--config-dir`` (the
+quickstart's own, so that no other deployment's configuration is read).
+Every wait is bounded: ``--timeout`` (60 s) for the server and the agents,
+and a few resends (``RETRY``) when the broker refuses a call, after which
+the one line on stderr says what did not answer.
 """
 
 import argparse
@@ -40,6 +44,9 @@ from vfpool import exception
 from vfpool import rpcapi
 
 MAC = 'fa:16:3e:00:00:a1'
+# Resends of a call the broker did not take (oslo.messaging's default,
+# None, retries for ever: a wrong broker would hang the quickstart).
+RETRY = 3
 PHYSICAL_NETWORK = 'physnet1'
 
 
@@ -53,6 +60,11 @@ def _server(api: rpcapi.VfpoolAPI, timeout: float) -> None:
             if time.monotonic() > deadline:
                 sys.exit('vfpool-server did not answer within %d s; see its '
                          'log' % timeout)
+        except messaging.MessageDeliveryFailure as exc:
+            if time.monotonic() > deadline:
+                sys.exit('the broker did not take a call within %d s: %s'
+                         % (timeout, str(exc).splitlines()[0]))
+            time.sleep(1)
     print('vfpool-server on %(host)s answers, RPC API %(version)s' % answer)
 
 
@@ -116,6 +128,7 @@ def _round(api: rpcapi.VfpoolAPI, instance: str, source: str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config-file', required=True)
+    parser.add_argument('--config-dir', required=True)
     parser.add_argument('--timeout', type=float, default=60)
     sub = parser.add_subparsers(dest='action', required=True)
     sub.add_parser('server', help='Wait until the server answers.')
@@ -127,9 +140,11 @@ def main() -> None:
     claim.add_argument('source', metavar='SOURCE')
     claim.add_argument('dest', metavar='DEST')
     args = parser.parse_args()
-    conf = config.parse_args(['--config-file', args.config_file],
+    conf = config.parse_args(['--config-file', args.config_file,
+                              '--config-dir', args.config_dir],
                              setup_logging=False)
-    api = rpcapi.VfpoolAPI(conf, timeout=2 if args.action == 'server' else 30)
+    api = rpcapi.VfpoolAPI(conf, timeout=2 if args.action == 'server' else 30,
+                           retry=RETRY)
     try:
         if args.action == 'server':
             _server(api, args.timeout)
@@ -141,6 +156,9 @@ def main() -> None:
             _round(api, args.instance, args.source, args.dest)
     except exception.VfpoolException as exc:
         sys.exit('%s: %s' % (type(exc).__name__, exc))
+    except messaging.MessageDeliveryFailure as exc:
+        sys.exit('the broker did not take a call: %s'
+                 % str(exc).splitlines()[0])
     finally:
         api.transport.cleanup()
 
