@@ -82,7 +82,37 @@ in_root() {
     fi
     "${netns[@]}" nice -n 10 chroot "$ROOT" env -i HOME=/root \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        LANG=C.UTF-8 TERM=dumb "$@"
+        LANG=C.UTF-8 TERM=dumb "${TRUST[@]}" "$@"
+}
+
+# This machine may reach the network through a TLS proxy whose CA only
+# its own trust store holds: the root gets the CAs this machine trusts
+# beyond Debian's, and the variables that make pip (also the pip of tox's
+# virtualenvs, which brings its own CA list) use the system's store.
+TRUST=()
+if [[ -n ${PIP_CERT:-}${REQUESTS_CA_BUNDLE:-}${SSL_CERT_FILE:-} ]]; then
+    TRUST=(PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+           REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+           SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt)
+fi
+host_cas() {
+    local dir=$ROOT/usr/local/share/ca-certificates
+    mkdir -p "$dir"
+    python3 - /etc/ssl/certs/ca-certificates.crt \
+        "$ROOT/etc/ssl/certs/ca-certificates.crt" "$dir" <<'PY'
+import re, sys
+def certs(path):
+    text = open(path).read()
+    return re.findall(r'-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----',
+                      text, re.S)
+ours = set(certs(sys.argv[2]))
+extra = [c for c in certs(sys.argv[1]) if c not in ours]
+for n, cert in enumerate(extra):
+    with open('%s/vfpool-fresh-host-%d.crt' % (sys.argv[3], n), 'w') as f:
+        f.write(cert + '\n')
+print('CAs of this machine added to the root: %d' % len(extra))
+PY
+    in_root update-ca-certificates >/dev/null
 }
 
 mounted() { mountpoint -q "$ROOT/$1"; }
@@ -157,6 +187,7 @@ prepare() {
     mount_all
     # apt in a chroot must not start the servers: they would bind this
     # machine's ports (a real machine starts them with systemd).
+    host_cas
     printf '#!/bin/sh\nexit 101\n' > "$ROOT/usr/sbin/policy-rc.d"
     chmod 755 "$ROOT/usr/sbin/policy-rc.d"
     local rc=0
