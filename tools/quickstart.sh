@@ -27,8 +27,9 @@
 # Bounds: a broker that does not accept a TCP connection within 5 s
 # stops it before it starts anything (one line says which); a server or
 # agent that does not answer within 60 s (65 s when the broker takes the
-# connection but no call: tools/quickstart/demo.py) stops it and what it
-# started; "stop" sends SIGTERM and, 30 s later, SIGKILL, and says so.
+# connection but no call; the claim round 180 s: tools/quickstart/demo.py)
+# stops it and what it started; "stop" sends SIGTERM and, 30 s later,
+# SIGKILL, and says so.
 # Environment:
 #   VFPOOL_QUICKSTART_TRANSPORT_URL  broker (rabbit://guest:guest@127.0.0.1:5672/)
 #   VFPOOL_QUICKSTART_TOPIC          RPC topic and exchange (vfpool-quickstart)

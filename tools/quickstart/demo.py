@@ -50,8 +50,9 @@ MAC = 'fa:16:3e:00:00:a1'
 # Resends of a call the broker did not take (oslo.messaging's default,
 # None, retries for ever).
 RETRY = 3
-# allocate, prepare_migration and complete_migration: 30 s each at most.
-ROUND_TIMEOUT = 100
+# The round's five calls (release, allocate, prepare_migration,
+# get_instance, complete_migration) time out after 30 s each.
+ROUND_TIMEOUT = 180
 # What _bound adds to a wait that ends with its own, more precise line.
 GRACE = 5
 PHYSICAL_NETWORK = 'physnet1'
