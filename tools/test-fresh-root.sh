@@ -195,6 +195,13 @@ prepare() {
         in_root bash -c "cd $REPO && tools/run-tests.sh --install-only" ||
         rc=$?
     rm -f "$ROOT/usr/sbin/policy-rc.d"
+    # pg_createcluster gave the root's cluster the next free port, as this
+    # machine's PostgreSQL holds 5432 in this network: give it 5432 back,
+    # as on a machine of its own.
+    local conf
+    for conf in "$ROOT"/etc/postgresql/*/main/postgresql.conf; do
+        [[ -f $conf ]] && sed -i -E 's/^port = [0-9]+/port = 5432/' "$conf"
+    done
     return $rc
 }
 
