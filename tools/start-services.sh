@@ -29,10 +29,12 @@ wait_port PostgreSQL 5432 || rc=1
 if ! port_open 3306; then
     echo "Starting MariaDB"
     # /run is empty after a boot; systemd or the init script would make
-    # the socket's directory.  mariadbd runs as mysql, not root.
+    # the socket's directory.  mariadbd runs as mysql, not root.  Found by
+    # Debian's pid file, not by --exec, which any other mariadbd on the
+    # machine (the cluster tests', a container's) would match.
     install -d -o mysql -g mysql -m 755 /run/mysqld
     start-stop-daemon --start --oknodo --background --chuid mysql:mysql \
-        --exec /usr/sbin/mariadbd
+        --pidfile /run/mysqld/mysqld.pid --startas /usr/sbin/mariadbd
 fi
 wait_port MariaDB 3306 || rc=1
 
