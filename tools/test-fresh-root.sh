@@ -118,6 +118,10 @@ PY
 mounted() { mountpoint -q "$ROOT/$1"; }
 
 mount_all() {
+    # The root a mount point of its own, as / is on a machine: "unshare
+    # -m" (the libvirt tests' private hosts) cannot make a / private that
+    # is not one.
+    mountpoint -q "$ROOT" || mount --bind "$ROOT" "$ROOT"
     mounted proc || mount -t proc proc "$ROOT/proc"
     mounted sys || mount -t sysfs sysfs "$ROOT/sys"
     if ! mounted dev; then
@@ -134,6 +138,9 @@ umount_all() {
             umount -R "$ROOT/$dir" || umount -R -l "$ROOT/$dir"
         fi
     done
+    if mountpoint -q "$ROOT"; then
+        umount -R "$ROOT" || umount -R -l "$ROOT"
+    fi
 }
 
 # The processes whose root is the fresh root (the services it started).
