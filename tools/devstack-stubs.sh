@@ -81,13 +81,19 @@ function get_python_exec_prefix {
 }
 
 # devstack pip-installs the tree in develop mode; skip it when that very
-# tree is already installed so (editable), as on development machines.
+# tree is already installed so (editable), as on development machines and
+# in tox's environments (whose editable wheel records no project location
+# for pip show: the package then imports from the tree).
 function setup_develop {
     local dir=$1 extras=${2:-}
-    local name shown
+    local name shown imported
     name=$(cd $dir && python3 setup.py --name 2>/dev/null | tail -n 1)
     shown=$(python3 -m pip show "$name" 2>/dev/null || true)
-    if grep -qx "Editable project location: $dir" <<< "$shown"; then
+    imported=$(cd / && python3 -c "import os, $name
+print(os.path.dirname(os.path.dirname(os.path.realpath($name.__file__))))" \
+        2>/dev/null || true)
+    if grep -qx "Editable project location: $dir" <<< "$shown" ||
+            [[ $imported == "$(realpath "$dir")" ]]; then
         echo "$name is already installed in develop mode from $dir"
         return 0
     fi

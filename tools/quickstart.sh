@@ -18,12 +18,22 @@
 #    (tools/quickstart/demo.py), moving an instance's VF from quickstart-1
 #    to quickstart-2.
 #
-# Logs, configuration and pid files are in ~/.vfpool/quickstart.  It runs
-# on RabbitMQ's default virtual host with its own topic and exchange,
-# "vfpool-quickstart", so that it never takes the calls of another vfpool
-# on the same broker.  Environment:
+# Logs, configuration and pid files are in ~/.vfpool/quickstart.  Every
+# vfpool command it runs reads its own configuration only (--config-file
+# and an empty --config-dir of its own), never an /etc/vfpool/vfpool.conf
+# or a vfpool.conf.d of another deployment.  It runs on RabbitMQ's default
+# virtual host with its own topic and exchange, "vfpool-quickstart", so
+# that it never takes the calls of another vfpool on the same broker.
+# Bounds: a broker that does not accept a TCP connection within 5 s
+# stops it before it starts anything (one line says which); a server or
+# agent that does not answer within 60 s (65 s when the broker takes the
+# connection but no call; the claim round 180 s: tools/quickstart/demo.py)
+# stops it and what it started; "stop" sends SIGTERM and, 30 s later,
+# SIGKILL, and says so.
+# Environment:
 #   VFPOOL_QUICKSTART_TRANSPORT_URL  broker (rabbit://guest:guest@127.0.0.1:5672/)
 #   VFPOOL_QUICKSTART_TOPIC          RPC topic and exchange (vfpool-quickstart)
+#   VFPOOL_QUICKSTART_STOP_TIMEOUT   s from SIGTERM to SIGKILL (30)
 #   PYTHON                           Python that makes the virtualenv (python3)
 set -o errexit -o nounset -o pipefail
 
@@ -35,6 +45,7 @@ PYTHON=${PYTHON:-python3}
 DEFAULT_URL=rabbit://guest:guest@127.0.0.1:5672/
 TRANSPORT_URL=${VFPOOL_QUICKSTART_TRANSPORT_URL:-$DEFAULT_URL}
 TOPIC=${VFPOOL_QUICKSTART_TOPIC:-vfpool-quickstart}
+STOP_TIMEOUT=${VFPOOL_QUICKSTART_STOP_TIMEOUT:-30}
 HOSTS=(quickstart-1 quickstart-2)
 # The instance of the claim round; the same on every run.
 INSTANCE=00000000-0000-4000-8000-0000000000a1
@@ -46,6 +57,35 @@ SUDO=""
 step() { echo "==> $*"; }
 die() { echo "quickstart: $*" >&2; exit 1; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/5672") 2>/dev/null; }
+# Every vfpool command reads these and nothing else: --config-file alone
+# would still let oslo.config read the vfpool.conf.d directories of
+# ~/.vfpool, ~, /etc/vfpool and /etc.
+CONF=(--config-file "$QS/vfpool.conf" --config-dir "$QS/vfpool.conf.d")
+BROKER_TIMEOUT=5
+
+# The HOST:PORT of each broker of the transport URL
+# (rabbit://USER:PASS@HOST:PORT,USER:PASS@HOST:PORT/VHOST).
+brokers() {
+    local hosts=${TRANSPORT_URL#*://} part
+    hosts=${hosts%%/*}
+    IFS=, read -ra parts <<< "$hosts"
+    for part in "${parts[@]}"; do
+        part=${part##*@}
+        [[ $part =~ :[0-9]+$ ]] || part=$part:5672
+        echo "$part"
+    done
+}
+
+# Whether one of the brokers accepts a TCP connection within the bound.
+broker_reachable() {
+    local broker
+    for broker in $(brokers); do
+        timeout "$BROKER_TIMEOUT" bash -c \
+            'exec 3<>"/dev/tcp/$0/$1"' "${broker%:*}" "${broker##*:}" \
+            2>/dev/null && return 0
+    done
+    return 1
+}
 
 # The pid of a running service this quickstart started, or nothing.
 running_pid() {
@@ -57,8 +97,8 @@ running_pid() {
 }
 
 # Stops the services in parallel: SIGTERM to each service's main process
-# (oslo.service passes it on to its worker), then, 30 s later, SIGKILL to
-# whatever is left of its session.
+# (oslo.service passes it on to its worker), then, STOP_TIMEOUT s later,
+# SIGKILL to whatever is left of its session.
 stop_services() {
     local name pid
     local -A pids=()
@@ -72,14 +112,14 @@ stop_services() {
     for name in "${SERVICES[@]}"; do
         pid=${pids[$name]:-}
         if [[ -n $pid ]]; then
-            for _ in $(seq 1 300); do
+            for _ in $(seq 1 $((STOP_TIMEOUT * 10))); do
                 kill -0 -- "-$pid" 2>/dev/null || break
                 sleep 0.1
             done
             if kill -0 -- "-$pid" 2>/dev/null; then
                 kill -KILL -- "-$pid" 2>/dev/null || true
                 echo "killed vfpool-$name (pid $pid): it did not stop" \
-                    "within 30 s of SIGTERM; see $QS/$name.log"
+                    "within $STOP_TIMEOUT s of SIGTERM; see $QS/$name.log"
             else
                 echo "stopped vfpool-$name (pid $pid)"
             fi
@@ -145,6 +185,10 @@ if [[ $TRANSPORT_URL =~ ^rabbit://[^@/]*@(127\.0\.0\.1|localhost)(:5672)?/ ]] &&
     port_open || die "RabbitMQ did not open port 5672 within 60 s"
     echo "started RabbitMQ; '$0 stop' stops it again"
 fi
+broker_reachable || die "no RabbitMQ accepts a connection at" \
+    "$(brokers | paste -sd' ') within $BROKER_TIMEOUT s" \
+    "(VFPOOL_QUICKSTART_TRANSPORT_URL=$TRANSPORT_URL): start it or point" \
+    "VFPOOL_QUICKSTART_TRANSPORT_URL at one, then run $0 again."
 
 step "Python virtualenv $VENV"
 if [[ ! -x $VENV/bin/pip ]]; then
@@ -195,8 +239,10 @@ fi
 step "Configuration in $QS"
 cat > "$QS/vfpool.conf" <<EOF
 # Written by tools/quickstart.sh; the database is vfpool's default, SQLite
-# under ~/.vfpool.
+# under state_path, named here so that this file means the same whoever
+# reads it.
 [DEFAULT]
+state_path = $STATE
 transport_url = $TRANSPORT_URL
 rpc_topic = $TOPIC
 control_exchange = $TOPIC
@@ -208,9 +254,10 @@ EOF
 for host in "${HOSTS[@]}"; do
     printf '[DEFAULT]\nhost = %s\n' "$host" > "$QS/agent-$host.conf"
 done
+mkdir -p "$QS/vfpool.conf.d"   # empty: see CONF
 
 step "Database"
-"$VENV/bin/vfpool-manage" db sync
+"$VENV/bin/vfpool-manage" "${CONF[@]}" db sync
 
 step "Starting vfpool-server and the agents of ${HOSTS[*]}"
 start() {
@@ -226,33 +273,35 @@ start() {
     echo "vfpool-$name started (pid $(cat "$QS/$name.pid")), log $QS/$name.log"
 }
 demo() {
-    "$VENV/bin/python" "$TOP/tools/quickstart/demo.py" \
-        --config-file "$QS/vfpool.conf" "$@"
+    # On failure (its one line says what did not answer), stop it all.
+    "$VENV/bin/python" "$TOP/tools/quickstart/demo.py" "${CONF[@]}" "$@" ||
+        { stop_services; exit 1; }
 }
-start server "$VENV/bin/vfpool-server" --config-file "$QS/vfpool.conf"
+start server "$VENV/bin/vfpool-server" "${CONF[@]}"
 # Agents report at once: start them when the server listens.
 demo server
 since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 for host in "${HOSTS[@]}"; do
-    start "agent-$host" "$VENV/bin/vfpool-agent" \
-        --config-file "$QS/vfpool.conf" --config-file "$QS/agent-$host.conf"
+    start "agent-$host" "$VENV/bin/vfpool-agent" "${CONF[@]}" \
+        --config-file "$QS/agent-$host.conf"
 done
 demo hosts --since "$since" "${HOSTS[@]}"
 
 step "The VFs the agents reported"
 echo "\$ vfpool-manage vf list"
-"$VENV/bin/vfpool-manage" vf list
+"$VENV/bin/vfpool-manage" "${CONF[@]}" vf list
 
 step "One claim round: allocate on ${HOSTS[0]}, migrate to ${HOSTS[1]}"
 demo round "$INSTANCE" "${HOSTS[@]}"
 echo "\$ vfpool-manage instance show $INSTANCE"
-"$VENV/bin/vfpool-manage" instance show "$INSTANCE"
+"$VENV/bin/vfpool-manage" "${CONF[@]}" instance show "$INSTANCE"
 
 cat <<EOF
 
 vfpool runs: vfpool-server and the agents of ${HOSTS[*]}.
-Its commands are in $VENV/bin ('. $VENV/bin/activate' puts them on PATH):
-  vfpool-manage host list; vfpool-manage vf list; vfpool-manage migration list
-  vfpool-status upgrade check
+Look around with its commands, given its configuration (and only that):
+  . $VENV/bin/activate; cd $QS
+  vfpool-manage --config-file vfpool.conf --config-dir vfpool.conf.d host list
+  (and vf list, migration list, instance show $INSTANCE)
 Stop it all with: $0 stop
 EOF

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Makes sure the services the functional tests need are up: RabbitMQ,
 # MariaDB and PostgreSQL on 127.0.0.1.  Starts whichever is down, the way
-# a machine without systemd needs it, and waits until each answers.
+# a machine without systemd needs it (Debian's packages, as bindep.txt
+# installs them), and waits until each answers.  Run as root.
 set -u
 
 port_open() {
@@ -27,7 +28,13 @@ wait_port PostgreSQL 5432 || rc=1
 
 if ! port_open 3306; then
     echo "Starting MariaDB"
-    start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+    # /run is empty after a boot; systemd or the init script would make
+    # the socket's directory.  mariadbd runs as mysql, not root.  Found by
+    # Debian's pid file, not by --exec, which any other mariadbd on the
+    # machine (the cluster tests', a container's) would match.
+    install -d -o mysql -g mysql -m 755 /run/mysqld
+    start-stop-daemon --start --oknodo --background --chuid mysql:mysql \
+        --pidfile /run/mysqld/mysqld.pid --startas /usr/sbin/mariadbd
 fi
 wait_port MariaDB 3306 || rc=1
 

@@ -21,12 +21,19 @@ DEST`` makes one claim round for INSTANCE: ``allocate`` a VF on SOURCE,
 ``complete_migration``; the instance then holds a VF on DEST.  The round
 starts by releasing what the instance held, so it can be run again.
 
-Options are read from ``--config-file`` (the quickstart writes one).
+Options are read from ``--config-file`` and ``--config-dir`` (the
+quickstart's own, so that no other deployment's configuration is read).
+Every wait is bounded by the clock: ``--timeout`` (60 s) for the server
+and the agents, ``ROUND_TIMEOUT`` for the round; then one line on stderr
+says what did not answer (the services' logs say why).
 """
 
 import argparse
 import datetime
+import logging
+import os
 import sys
+import threading
 import time
 import uuid
 
@@ -40,7 +47,30 @@ from vfpool import exception
 from vfpool import rpcapi
 
 MAC = 'fa:16:3e:00:00:a1'
+# Resends of a call the broker did not take (oslo.messaging's default,
+# None, retries for ever).
+RETRY = 3
+# The round's five calls (release, allocate, prepare_migration,
+# get_instance, complete_migration) time out after 30 s each.
+ROUND_TIMEOUT = 180
+# What _bound adds to a wait that ends with its own, more precise line.
+GRACE = 5
 PHYSICAL_NETWORK = 'physnet1'
+
+
+def _bound(seconds: float, message: str) -> None:
+    """Exit with ``message`` after ``seconds``, wherever the process waits.
+
+    A call's timeout and retry do not bound it: oslo.messaging connects
+    its reply queue's listener, before the call is sent, retrying for ever
+    (a broker port that is open but speaks no AMQP, bad credentials).
+    """
+    def expire() -> None:
+        print(message % seconds, file=sys.stderr, flush=True)
+        os._exit(1)
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
 
 
 def _server(api: rpcapi.VfpoolAPI, timeout: float) -> None:
@@ -49,10 +79,12 @@ def _server(api: rpcapi.VfpoolAPI, timeout: float) -> None:
         try:
             answer = api.ping(None)
             break
-        except messaging.MessagingTimeout:
+        except (messaging.MessagingTimeout,
+                messaging.MessageDeliveryFailure):
             if time.monotonic() > deadline:
                 sys.exit('vfpool-server did not answer within %d s; see its '
                          'log' % timeout)
+            time.sleep(0.5)
     print('vfpool-server on %(host)s answers, RPC API %(version)s' % answer)
 
 
@@ -116,6 +148,7 @@ def _round(api: rpcapi.VfpoolAPI, instance: str, source: str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config-file', required=True)
+    parser.add_argument('--config-dir', required=True)
     parser.add_argument('--timeout', type=float, default=60)
     sub = parser.add_subparsers(dest='action', required=True)
     sub.add_parser('server', help='Wait until the server answers.')
@@ -127,9 +160,20 @@ def main() -> None:
     claim.add_argument('source', metavar='SOURCE')
     claim.add_argument('dest', metavar='DEST')
     args = parser.parse_args()
-    conf = config.parse_args(['--config-file', args.config_file],
+    conf = config.parse_args(['--config-file', args.config_file,
+                              '--config-dir', args.config_dir],
                              setup_logging=False)
-    api = rpcapi.VfpoolAPI(conf, timeout=2 if args.action == 'server' else 30)
+    # Its own lines say what did not answer; the services' logs have the
+    # connection errors oslo.messaging would print here at each retry.
+    logging.disable(logging.ERROR)
+    if args.action == 'round':
+        _bound(ROUND_TIMEOUT, 'the claim round did not end within %d s; '
+               'see the logs of vfpool-server and the agents')
+    else:
+        _bound(args.timeout + GRACE, 'no answer through the broker within '
+               '%d s; see the log of vfpool-server')
+    api = rpcapi.VfpoolAPI(conf, timeout=2 if args.action == 'server' else 30,
+                           retry=RETRY)
     try:
         if args.action == 'server':
             _server(api, args.timeout)
@@ -141,6 +185,9 @@ def main() -> None:
             _round(api, args.instance, args.source, args.dest)
     except exception.VfpoolException as exc:
         sys.exit('%s: %s' % (type(exc).__name__, exc))
+    except messaging.MessageDeliveryFailure as exc:
+        sys.exit('the broker did not take a call: %s'
+                 % str(exc).splitlines()[0])
     finally:
         api.transport.cleanup()
 
