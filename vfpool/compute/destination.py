@@ -103,11 +103,9 @@ class DestinationHooks:
         whose claims were taken after the lease lapsed) changes nothing
         and is raised; see :meth:`.Settlement.complete`.
         """
-        try:
-            record = self.records.get(context, instance_uuid, migration_uuid)
-        except exception.MigrationNotFound:
-            LOG.debug('Migration %s of instance %s is unknown to vfpool: '
-                      'nothing to attach', migration_uuid, instance_uuid)
+        record = self.records.find(context, instance_uuid, migration_uuid,
+                                   'attach', logging.DEBUG)
+        if record is None:
             return []
         if not record.pairs:
             try:
@@ -248,11 +246,9 @@ class DestinationHooks:
         never recorded (the claim itself failed) is nothing to undo.
         Returns the number of claims freed.
         """
-        try:
-            record = self.records.get(context, instance_uuid, migration_uuid)
-        except exception.MigrationNotFound:
-            LOG.info('Migration %s of instance %s is unknown to vfpool: '
-                     'nothing to roll back', migration_uuid, instance_uuid)
+        record = self.records.find(context, instance_uuid, migration_uuid,
+                                   'roll back')
+        if record is None:
             return 0
         if domain is not None:
             self._detach_dest(record, domain)

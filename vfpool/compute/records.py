@@ -153,6 +153,22 @@ class MigrationRecords:
         return self.remember(self.load(context, instance_uuid,
                                        migration_uuid))
 
+    def find(self, context, instance_uuid: str, migration_uuid: str,
+             nothing_to: str, level: int = logging.INFO
+             ) -> MigrationRecord | None:
+        """:meth:`get`, or None (logged) when the server has no record.
+
+        A migration vfpool never recorded (an instance without VFs, a
+        claim that failed) leaves a hook ``nothing_to`` do.
+        """
+        try:
+            return self.get(context, instance_uuid, migration_uuid)
+        except exception.MigrationNotFound:
+            LOG.log(level, 'Migration %s of instance %s is unknown to '
+                    'vfpool: nothing to %s', migration_uuid, instance_uuid,
+                    nothing_to)
+            return None
+
     def load(self, context, instance_uuid: str,
              migration_uuid: str) -> MigrationRecord:
         """The migration as vfpool-server recorded it (one RPC)."""

@@ -212,12 +212,9 @@ class SourceHooks:
         has left, the hook must not fail Nova's migration for vfpool's
         bookkeeping.
         """
-        try:
-            record = self.records.get(context, instance_uuid,
-                                      migration_uuid)
-        except exception.MigrationNotFound:
-            LOG.debug('Migration %s of instance %s is unknown to vfpool: '
-                      'nothing to complete', migration_uuid, instance_uuid)
+        record = self.records.find(context, instance_uuid, migration_uuid,
+                                   'complete', logging.DEBUG)
+        if record is None:
             return []
         try:
             allocs = self.settlement.complete_now(context, record)
@@ -244,12 +241,9 @@ class SourceHooks:
         the migration is aborted all the same and ``ReattachFailed``
         raised.
         """
-        try:
-            record = self.records.get(context, instance_uuid,
-                                      migration_uuid)
-        except exception.MigrationNotFound:
-            LOG.info('Migration %s of instance %s is unknown to vfpool: '
-                     'nothing to roll back', migration_uuid, instance_uuid)
+        record = self.records.find(context, instance_uuid, migration_uuid,
+                                   'roll back')
+        if record is None:
             return []
         vf_records.check_host(record.source_host, self.host,
                               'rollback_live_migration_at_source')

@@ -46,9 +46,8 @@ def _digest(*parts) -> str:
 
 def _owner_values(instance_uuid: str, request: dict, mac: str,
                   request_id: str | None) -> dict:
-    return dict(instance_uuid=instance_uuid, request_id=request_id,
-                mac=mac, vlan=request.get('vlan'),
-                port_id=request.get('port_id'), attach_state=None)
+    return vf_obj.owner(instance_uuid, request_id, mac, request.get('vlan'),
+                        request.get('port_id'))
 
 
 def _replay(session, instance_uuid: str, request_id: str) -> list[dict]:
@@ -256,9 +255,8 @@ def replace(context, instance_uuid: str, host: str, address: str,
         raise exception.MigrationInProgress(
             instance_uuid=instance_uuid, migration_uuid=old.migration_uuid)
     request = vf_obj.equivalent_request(old, match_device_type)
-    values = dict(instance_uuid=instance_uuid, request_id=old.request_id,
-                  mac=old.mac, vlan=old.vlan, port_id=old.port_id,
-                  attach_state=None)
+    values = vf_obj.owner(instance_uuid, old.request_id, old.mac, old.vlan,
+                          old.port_id)
     claimed = vf_obj.claim(session, request, models.ALLOCATED, values,
                            numa_policy=numa_policy, exclude={old.id},
                            host_id=host_row.id)

@@ -173,9 +173,8 @@ def _claim_for(session, migration_id: int, migration_uuid: str,
         request = vf_obj.equivalent_request(vf, match_device_type)
         claimed = vf_obj.claim(
             session, request, models.CLAIMED,
-            dict(instance_uuid=instance_uuid, migration_uuid=migration_uuid,
-                 request_id=vf.request_id, mac=vf.mac, vlan=vf.vlan,
-                 port_id=vf.port_id, attach_state=None),
+            vf_obj.owner(instance_uuid, vf.request_id, vf.mac, vf.vlan,
+                         vf.port_id, migration_uuid=migration_uuid),
             numa_policy=numa_policy, exclude=taken, host_id=dest.id)
         if claimed is None:
             raise vf_obj.no_vf(dest.name, request)
@@ -434,9 +433,8 @@ def _win_back(session, row, link) -> bool:
     return bool(vf_obj.transition(
         session, sa.and_(VF.id == link.dest_vf_id,
                          VF.state == models.AVAILABLE),
-        models.ALLOCATED, instance_uuid=row.instance_uuid,
-        request_id=link.request_id, migration_uuid=None, mac=link.mac,
-        vlan=link.vlan, port_id=link.port_id, attach_state=None))
+        models.ALLOCATED, **vf_obj.owner(row.instance_uuid, link.request_id,
+                                         link.mac, link.vlan, link.port_id)))
 
 
 def _reacquire(session, row, found: list, reclaim: bool,
@@ -470,9 +468,9 @@ def _reacquire(session, row, found: list, reclaim: bool,
                                             match_device_type)
         claimed = vf_obj.claim(
             session, request, models.ALLOCATED,
-            dict(instance_uuid=row.instance_uuid,
-                 request_id=utils.reclaim_request_id(row.uuid), mac=link.mac,
-                 vlan=link.vlan, port_id=link.port_id, attach_state=None),
+            vf_obj.owner(row.instance_uuid,
+                         utils.reclaim_request_id(row.uuid), link.mac,
+                         link.vlan, link.port_id),
             numa_policy=numa_policy, exclude=taken,
             host_id=row.dest_host_id)
         if claimed is None:

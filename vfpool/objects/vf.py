@@ -184,9 +184,24 @@ def transitions(moves: list[tuple[str, typing.Any, str, dict]]):
             .ordered_values(*assignments))
 
 
-FREE_VALUES: dict[str, None] = dict(
-    instance_uuid=None, request_id=None, migration_uuid=None, mac=None,
-    vlan=None, port_id=None, attach_state=None)
+#: The columns that say who holds a VF: every claim sets them all
+#: (:func:`owner`), every free clears them all (:data:`FREE_VALUES`).
+OWNER_FIELDS = ('instance_uuid', 'request_id', 'migration_uuid', 'mac',
+                'vlan', 'port_id', 'attach_state')
+FREE_VALUES: dict[str, None] = dict.fromkeys(OWNER_FIELDS)
+
+
+def owner(instance_uuid: str, request_id: str | None, mac: str | None,
+          vlan: int | None, port_id: str | None,
+          migration_uuid: str | None = None) -> dict:
+    """The owner columns of a VF held for an instance.
+
+    A destination claim names its migration; an allocation does not.
+    Each new holding starts with no attach state recorded.
+    """
+    return dict(instance_uuid=instance_uuid, request_id=request_id,
+                migration_uuid=migration_uuid, mac=mac, vlan=vlan,
+                port_id=port_id, attach_state=None)
 
 
 def free(session, criteria) -> int:
