@@ -180,6 +180,10 @@ class VFMigrationPlugin:
         one by default.
     :param rpc_attempts: how often an idempotent RPC is sent again after a
         ``MessagingTimeout``.
+    :param owner: ``owner(migration_uuid)``: whether whoever drives the
+        migration (Nova) still wants it; False ends its lease renewal,
+        None (cannot tell) renews on, within ``[migration]
+        claim_max_seconds``.
     """
 
     def __init__(self, conf: cfg.ConfigOpts, host: str,
@@ -188,13 +192,16 @@ class VFMigrationPlugin:
                      vf_xml.hostdev_interface_xml),
                  connection: ConnectionArg = None,
                  registry: events.DeviceEventRegistry | None = None,
-                 rpc_attempts: int = 3) -> None:
+                 rpc_attempts: int = 3,
+                 owner: typing.Callable[[str], bool | None] | None = None
+                 ) -> None:
         self.conf = conf
         self.host = host
         self.client = client or rpcapi.VfpoolAPI(conf)
         self.xml_builder = xml_builder
         self.registry = registry or events.default_registry()
         self.rpc_attempts = rpc_attempts
+        self.owner = owner
         self.policy = recovery.ReattachPolicy(conf, self.client,
                                               rpc_attempts=rpc_attempts)
         self._connection_arg = connection
@@ -265,6 +272,14 @@ class VFMigrationPlugin:
             return self._migrations.setdefault(record.migration_uuid,
                                                record)
 
+    def remembered(self) -> list[MigrationRecord]:
+        """The migrations this process claimed or detached and not settled.
+
+        For a driver's reconciliation with its own migration records.
+        """
+        with self._lock:
+            return list(self._migrations.values())
+
     def _forget(self, migration_uuid: str) -> None:
         """The migration is over here: drop it, end its threads."""
         with self._lock:
@@ -276,21 +291,39 @@ class VFMigrationPlugin:
             worker.stop()
 
     def _keep_lease(self, context, record: MigrationRecord,
-                    lease_seconds: int | None = None) -> None:
-        """Renew the migration's lease in the background until forgotten.
+                    lease_seconds: int | None = None,
+                    expiry: str | None = None) -> None:
+        """Renew the migration's lease in the background, within an end.
 
-        The interval is a third of the lease (``lease_seconds``, else
-        ``[pool] lease_seconds``), then of what the server's answer leaves.
+        Paced by a third of what the server's answer (``expiry``, else
+        the lease as ``get_instance`` reads it) leaves of the lease; ends
+        when forgotten, when :attr:`owner` gives the migration up, and
+        after ``[migration] claim_max_seconds``
+        (:class:`vfpool.compute.background.LeaseRenewer`).
         """
         if not record.pairs:
             return
         lease = lease_seconds or self.conf.pool.lease_seconds
+        owner = self.owner
 
         def renew() -> str:
             return self.client.renew_migration(
                 context, record.migration_uuid, lease_seconds)
+
+        def wanted() -> bool | None:
+            return None if owner is None else owner(record.migration_uuid)
+
+        def read_expiry() -> str | None:
+            # prepare_migration answers no expiry: read the lease it set.
+            migration = self.client.get_instance(
+                context, record.instance_uuid).get('migration')
+            if migration and migration['uuid'] == record.migration_uuid:
+                return migration['lease_expires_at']
+            return None
         self._start('renew', record.migration_uuid, background.LeaseRenewer(
-            record.migration_uuid, renew, lease))
+            record.migration_uuid, renew, lease, expiry=expiry,
+            max_seconds=self.conf.migration.claim_max_seconds,
+            wanted=wanted, read_expiry=read_expiry))
 
     def _record(self, context, instance_uuid: str,
                 migration_uuid: str) -> MigrationRecord:
@@ -476,11 +509,11 @@ class VFMigrationPlugin:
             raise error
         if record.pairs:
             try:
-                self._begin(context, record)
+                expiry = self._begin(context, record)
             except Exception as exc:
                 self._undo_detach(context, record, dom, [], exc)
                 raise
-            self._keep_lease(context, record)
+            self._keep_lease(context, record, expiry=expiry)
         with self._lock:
             if record.detached is None:
                 record.detached = {}
@@ -522,17 +555,19 @@ class VFMigrationPlugin:
 
     prepare_source_for_migration = detach_source_vfs
 
-    def _begin(self, context, record: MigrationRecord) -> None:
+    def _begin(self, context, record: MigrationRecord) -> str | None:
+        """``begin_migration``; the lease's expiry it answered, if any."""
         if not self.client.can_send_version('1.2'):
             LOG.warning('Client capped at %s ([upgrade_levels] vfpool): '
                         'migration %s is not marked as moving, so its lease '
                         'may lapse while the VFs are detached',
                         self.client.version_cap, record.migration_uuid)
-            return
+            return None
         expiry = self._rpc('begin_migration', context,
                            record.migration_uuid)
         LOG.info('Migration %s of instance %s is moving (lease until %s)',
                  record.migration_uuid, record.instance_uuid, expiry)
+        return expiry
 
     def _undo_detach(self, context, record: MigrationRecord,
                      dom: libvirt.virDomain | None,
