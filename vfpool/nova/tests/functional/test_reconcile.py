@@ -108,6 +108,11 @@ class TestQueuedMigrationAborted(ReconcileBase):
         self.during = None
         # Live migrations wait here while the test holds the lock.
         self.hold = threading.Lock()
+        self.addCleanup(self.let_go)
+
+    def let_go(self) -> None:
+        if self.hold.locked():
+            self.hold.release()
 
     def _migrate_stub(self, domain, destination, params, flags):
         with self.hold:
@@ -133,7 +138,7 @@ class TestQueuedMigrationAborted(ReconcileBase):
 
         # Nova calls no driver hook for a queued migration it cancels.
         self.wait_rolled_back(server)
-        self.hold.release()
+        self.let_go()
         self._wait_for_state_change(first, 'ACTIVE')
         server = self._wait_for_state_change(server, 'ACTIVE')
         self.assertEqual(self.src, server['OS-EXT-SRV-ATTR:host'])
