@@ -34,7 +34,9 @@ wiring is mechanical.  Where each runs, in order::
 
 From the claim (destination) and the detach (source) until the
 migration is completed or aborted, a thread per migration renews its
-lease every third of it (:mod:`vfpool.compute.background`).  When
+lease every third of what the server's last answer left of it, while the
+driver's ``owner`` still wants the migration and for ``[migration]
+claim_max_seconds`` at most (:mod:`vfpool.compute.background`).  When
 vfpool-server does not answer the post-migration hooks within
 ``[migration] complete_timeout``, the destination plugs the VFs it
 claimed all the same and a background settler retries the completion
