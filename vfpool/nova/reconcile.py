@@ -94,9 +94,10 @@ class Reconciler(background.Worker):
     """Rolls back here the live migrations Nova gave up; see the module.
 
     ``domain(instance_uuid)`` is the guest's libvirt domain on this host,
-    or None.  ``window`` is how far back Nova's migrations touching this
-    host are read to find candidates after a restart (what this process
-    claimed or detached it remembers).
+    or None.  The candidates of a pass are the migrations this process
+    claimed or detached and still remembers, and (for those a restart
+    made it forget) Nova's live migrations touching this host that Nova
+    gave up within the last ``window`` seconds.
     """
 
     def __init__(self, plugin: vf_plugin.VFMigrationPlugin,
@@ -133,18 +134,22 @@ class Reconciler(background.Worker):
         since = timeutils.utcnow() - datetime.timedelta(seconds=self.window)
         for migration in objects.MigrationList.get_by_filters(context, {
                 'host': self.host, 'migration_type': LIVE,
-                'changes-since': since}):
+                'status': sorted(GAVE_UP), 'changes-since': since}):
             found.add(migration.instance_uuid)
         return found
 
     def reconcile(self, context) -> None:
         """One pass over every candidate; each failure is logged alone."""
         remembered = {r.migration_uuid for r in self.plugin.remembered()}
+        seen: set[str] = set()
         for instance_uuid in sorted(self.candidates(context)):
             if self.stopping:
                 return
             try:
-                self._reconcile_instance(context, instance_uuid, remembered)
+                uuid = self._reconcile_instance(context, instance_uuid,
+                                                remembered)
+                if uuid is not None:
+                    seen.add(uuid)
             except (exception.VfpoolException,
                     messaging.MessagingException) as exc:
                 LOG.warning('vfpool: could not reconcile the migration of '
@@ -153,9 +158,13 @@ class Reconciler(background.Worker):
             except Exception:
                 LOG.exception('vfpool: could not reconcile the migration '
                               'of instance %s', instance_uuid)
+        # Only what is still in flight here is worth remembering.
+        self.outcomes = {uuid: outcome for uuid, outcome
+                         in self.outcomes.items() if uuid in seen}
 
     def _reconcile_instance(self, context, instance_uuid: str,
-                            remembered: set[str]) -> None:
+                            remembered: set[str]) -> str | None:
+        """Reconcile the instance's migration; its uuid if in flight here."""
         vctx = lifecycle.vfpool_context(context)
         info = recovery.call_idempotent(
             self.plugin.client, 'get_instance', vctx, instance_uuid,
@@ -164,17 +173,17 @@ class Reconciler(background.Worker):
         if (not migration or migration['state'] not in (IN_PROGRESS, MOVING)
                 or self.host not in (migration['source_host'],
                                      migration['dest_host'])):
-            return
+            return None
         uuid = migration['uuid']
         nova = nova_migration(context, uuid)
         if nova is None:
             # Only a migration a live-migration hook of this process made
             # is Nova's for sure (evacuations use uuids of their own).
             if uuid not in remembered:
-                return
+                return uuid
             status = 'gone'
         elif nova.migration_type != LIVE or nova.status not in GAVE_UP:
-            return
+            return uuid
         else:
             status = nova.status
         if migration['state'] == IN_PROGRESS:
@@ -187,6 +196,7 @@ class Reconciler(background.Worker):
                      '%s (%s) while it was moving; its source %s rolls it '
                      'back', uuid, instance_uuid, status,
                      migration['source_host'])
+        return uuid
 
     def _abort(self, vctx, instance_uuid: str, uuid: str,
                status: str) -> None:
