@@ -16,10 +16,12 @@ Two kinds of thread, each for one migration and plain ``threading`` (no
 eventlet: nova-compute runs vfpool in its threading mode):
 
 :class:`LeaseRenewer`
-    renews the migration's lease (``renew_migration``) every third of it
-    while the migration runs, so that a migration longer than
-    ``[pool] lease_seconds`` keeps its claims (``in_progress``) and is not
-    shown stalled (``moving``).
+    renews the migration's lease (``renew_migration``) every third of
+    what the server's last answer left of it while the migration runs, so
+    that a migration longer than its lease keeps its claims
+    (``in_progress``) and is not shown stalled (``moving``); but only
+    while its owner still wants it, and for ``[migration]
+    claim_max_seconds`` at most: no renewal without an end.
 :class:`Settler`
     retries ``complete_migration`` with bounded exponential backoff after
     the post-migration hooks could not reach vfpool-server; when the bound
@@ -96,22 +98,93 @@ def renew_interval(lease_seconds: float, expiry: str | None = None,
 
 
 class LeaseRenewer(Worker):
-    """Renews one migration's lease until stopped or the migration ends."""
+    """Renews one migration's lease, within an end.
+
+    It stops when stopped, when the migration ends (a final answer),
+    when ``wanted()`` answers False (the migration's owner, Nova's
+    Migration record with the Nova driver, shows it is over) and at the
+    latest ``max_seconds`` after it started.  Then the lease lapses: the
+    reaper frees an ``in_progress`` migration's claims, a ``moving`` one
+    is shown stalled.  ``wanted()`` answering None (cannot tell) or
+    raising keeps renewing until the bound.
+
+    Every renewal is paced by the expiry the server last gave, not by
+    this host's ``lease_seconds`` (a server with a shorter lease would
+    reap the claim before the first renewal): the first by ``expiry``,
+    the server's answer to ``begin_migration``, or else what
+    ``read_expiry()`` reads of the lease the claim got (None or an error:
+    renew at once).
+    """
 
     def __init__(self, migration_uuid: str, renew: typing.Callable[[], str],
-                 lease_seconds: float) -> None:
+                 lease_seconds: float, expiry: str | None = None,
+                 max_seconds: float | None = None,
+                 wanted: typing.Callable[[], bool | None] | None = None,
+                 read_expiry: typing.Callable[[], str | None] | None = None,
+                 clock: typing.Callable[[], float] = time.monotonic
+                 ) -> None:
         super().__init__('vfpool-renew-%s' % migration_uuid)
         self.migration_uuid = migration_uuid
         self.lease_seconds = lease_seconds
+        self.expiry = expiry
+        self.max_seconds = max_seconds
         self._renew = renew
+        self._wanted = wanted
+        self._read_expiry = read_expiry
+        self._clock = clock
         self.renewals = 0
+        #: Why it ended: 'stopped', 'over', 'abandoned' or 'bound'.
+        self.outcome: str | None = None
+
+    def _still_wanted(self) -> bool:
+        if self._wanted is None:
+            return True
+        try:
+            return self._wanted() is not False
+        except Exception:
+            LOG.exception('Cannot tell whether migration %s is still '
+                          'wanted; renewing its lease', self.migration_uuid)
+            return True
+
+    def _first_interval(self) -> float:
+        if self.expiry is None and self._read_expiry is not None:
+            try:
+                self.expiry = self._read_expiry()
+            except Exception as exc:
+                LOG.warning('Cannot read the lease of migration %s (%s: '
+                            '%s); renewing it at once', self.migration_uuid,
+                            type(exc).__name__, exc)
+        if self.expiry is None:
+            return 0.0
+        return renew_interval(self.lease_seconds, self.expiry)
+
+    def _end(self, outcome: str, why: str) -> None:
+        self.outcome = outcome
+        LOG.info('Stopped renewing the lease of migration %s (%s): its '
+                 'lease lapses at %s', self.migration_uuid, why,
+                 self.expiry or 'the end of its current lease')
 
     def run(self) -> None:
-        interval = renew_interval(self.lease_seconds)
-        while self.pause(interval):
+        deadline = (None if self.max_seconds is None
+                    else self._clock() + self.max_seconds)
+        interval = self._first_interval()
+        while True:
+            if deadline is not None:
+                interval = min(interval, max(0.0, deadline - self._clock()))
+            if not self.pause(interval):
+                self.outcome = 'stopped'
+                return
+            if deadline is not None and self._clock() >= deadline:
+                self._end('bound', 'renewed for [migration] '
+                          'claim_max_seconds = %s s' % self.max_seconds)
+                return
+            if not self._still_wanted():
+                self._end('abandoned', 'its owner gave it up')
+                return
             try:
                 expiry = self._renew()
             except _RENEW_FINAL as exc:
+                self.outcome = 'over'
                 LOG.info('Stopped renewing the lease of migration %s: %s',
                          self.migration_uuid, exc)
                 return
@@ -121,13 +194,17 @@ class LeaseRenewer(Worker):
                 LOG.warning('Could not renew the lease of migration %s: '
                             '%s: %s', self.migration_uuid,
                             type(exc).__name__, exc)
+                interval = renew_interval(self.lease_seconds, self.expiry)
                 continue
             except Exception:
                 LOG.exception('Unexpected error renewing the lease of '
                               'migration %s', self.migration_uuid)
+                interval = renew_interval(self.lease_seconds, self.expiry)
                 continue
             self.renewals += 1
+            self.expiry = expiry
             if self.stopping:
+                self.outcome = 'stopped'
                 return
             interval = renew_interval(self.lease_seconds, expiry)
             LOG.debug('Renewed the lease of migration %s until %s; next in '

@@ -34,7 +34,9 @@ wiring is mechanical.  Where each runs, in order::
 
 From the claim (destination) and the detach (source) until the
 migration is completed or aborted, a thread per migration renews its
-lease every third of it (:mod:`vfpool.compute.background`).  When
+lease every third of what the server's last answer left of it, while the
+driver's ``owner`` still wants the migration and for ``[migration]
+claim_max_seconds`` at most (:mod:`vfpool.compute.background`).  When
 vfpool-server does not answer the post-migration hooks within
 ``[migration] complete_timeout``, the destination plugs the VFs it
 claimed all the same and a background settler retries the completion
@@ -109,6 +111,10 @@ class VFMigrationPlugin:
         one by default.
     :param rpc_attempts: how often an idempotent RPC is sent again after a
         ``MessagingTimeout``.
+    :param owner: ``owner(migration_uuid)``: whether whoever drives the
+        migration (Nova) still wants it; False ends its lease renewal,
+        None (cannot tell) renews on, within ``[migration]
+        claim_max_seconds``.
     """
 
     def __init__(self, conf: cfg.ConfigOpts, host: str,
@@ -117,7 +123,9 @@ class VFMigrationPlugin:
                      vf_xml.hostdev_interface_xml),
                  connection: ConnectionArg = None,
                  registry: events.DeviceEventRegistry | None = None,
-                 rpc_attempts: int = 3) -> None:
+                 rpc_attempts: int = 3,
+                 owner: typing.Callable[[str], bool | None] | None = None
+                 ) -> None:
         self.conf = conf
         self.host = host
         self.client = client or rpcapi.VfpoolAPI(conf)
@@ -129,7 +137,7 @@ class VFMigrationPlugin:
             conf, xml_builder, guest.Connection(conf, connection),
             registry or events.default_registry())
         self.records = records.MigrationRecords(
-            conf, self.call, self.client.renew_migration)
+            conf, self.call, self.client.renew_migration, owner=owner)
         self.settlement = settlement.Settlement(conf, self.client, self.call,
                                                 self.records)
         self.source = source.SourceHooks(host, self.client, self.records,
@@ -155,6 +163,13 @@ class VFMigrationPlugin:
     def version_cap(self) -> str:
         """The newest RPC version this plugin sends (``[upgrade_levels]``)."""
         return self.client.version_cap
+
+    def remembered(self) -> list[records.MigrationRecord]:
+        """The migrations this process claimed or detached and not settled.
+
+        For a driver's reconciliation with its own migration records.
+        """
+        return self.records.remembered()
 
     def close(self, timeout: float = 5) -> None:
         """Stop every renewer and settler; for a compute service's stop.

@@ -73,13 +73,20 @@ class MigrationRecords:
         record this process does not have).
     :param renew: ``renew(context, migration_uuid, lease_seconds)``, the
         lease renewal a renewer thread repeats.
+    :param owner: ``owner(migration_uuid)``: whether whoever drives the
+        migration (Nova) still wants it; False ends its lease renewal,
+        None (cannot tell) renews on, within ``[migration]
+        claim_max_seconds``.
     """
 
     def __init__(self, conf: cfg.ConfigOpts, call: Call,
-                 renew: typing.Callable[..., str]) -> None:
+                 renew: typing.Callable[..., str],
+                 owner: typing.Callable[[str], bool | None] | None = None
+                 ) -> None:
         self.conf = conf
         self._call = call
         self._renew = renew
+        self.owner = owner
         #: Guards the records, their ``detached`` maps and the workers.
         self.lock = threading.Lock()
         self._migrations: dict[str, MigrationRecord] = {}
@@ -112,6 +119,14 @@ class MigrationRecords:
             return self._migrations.setdefault(record.migration_uuid,
                                                record)
 
+    def remembered(self) -> list[MigrationRecord]:
+        """The migrations this process claimed or detached and not settled.
+
+        For a driver's reconciliation with its own migration records.
+        """
+        with self.lock:
+            return list(self._migrations.values())
+
     def forget(self, migration_uuid: str) -> None:
         """The migration is over here: drop it, end its threads."""
         with self.lock:
@@ -123,21 +138,39 @@ class MigrationRecords:
             worker.stop()
 
     def keep_lease(self, context, record: MigrationRecord,
-                   lease_seconds: int | None = None) -> None:
-        """Renew the migration's lease in the background until forgotten.
+                   lease_seconds: int | None = None,
+                   expiry: str | None = None) -> None:
+        """Renew the migration's lease in the background, within an end.
 
-        The interval is a third of the lease (``lease_seconds``, else
-        ``[pool] lease_seconds``), then of what the server's answer leaves.
+        Paced by a third of what the server's answer (``expiry``, else
+        the lease as ``get_instance`` reads it) leaves of the lease; ends
+        when forgotten, when :attr:`owner` gives the migration up, and
+        after ``[migration] claim_max_seconds``
+        (:class:`vfpool.compute.background.LeaseRenewer`).
         """
         if not record.pairs:
             return
         lease = lease_seconds or self.conf.pool.lease_seconds
+        owner = self.owner
 
         def renew() -> str:
             return self._renew(context, record.migration_uuid,
                                lease_seconds)
+
+        def wanted() -> bool | None:
+            return None if owner is None else owner(record.migration_uuid)
+
+        def read_expiry() -> str | None:
+            # prepare_migration answers no expiry: read the lease it set.
+            migration = self._call('get_instance', context,
+                                   record.instance_uuid).get('migration')
+            if migration and migration['uuid'] == record.migration_uuid:
+                return migration['lease_expires_at']
+            return None
         self.start('renew', record.migration_uuid, background.LeaseRenewer(
-            record.migration_uuid, renew, lease))
+            record.migration_uuid, renew, lease, expiry=expiry,
+            max_seconds=self.conf.migration.claim_max_seconds,
+            wanted=wanted, read_expiry=read_expiry))
 
     def get(self, context, instance_uuid: str,
             migration_uuid: str) -> MigrationRecord:

@@ -93,11 +93,11 @@ class SourceHooks:
             raise error
         if record.pairs:
             try:
-                self._begin(context, record)
+                expiry = self._begin(context, record)
             except Exception as exc:
                 self._undo_detach(context, record, dom, [], exc)
                 raise
-            records.keep_lease(context, record)
+            records.keep_lease(context, record, expiry=expiry)
         with records.lock:
             if record.detached is None:
                 record.detached = {}
@@ -133,17 +133,19 @@ class SourceHooks:
                  len(done), instance_uuid, migration_uuid)
         return [d.alloc for d in done]
 
-    def _begin(self, context, record: MigrationRecord) -> None:
+    def _begin(self, context, record: MigrationRecord) -> str | None:
+        """``begin_migration``; the lease's expiry it answered, if any."""
         if not self.client.can_send_version('1.2'):
             LOG.warning('Client capped at %s ([upgrade_levels] vfpool): '
                         'migration %s is not marked as moving, so its lease '
                         'may lapse while the VFs are detached',
                         self.client.version_cap, record.migration_uuid)
-            return
+            return None
         expiry = self.settlement.call('begin_migration', context,
                                       record.migration_uuid)
         LOG.info('Migration %s of instance %s is moving (lease until %s)',
                  record.migration_uuid, record.instance_uuid, expiry)
+        return expiry
 
     def _undo_detach(self, context, record: MigrationRecord,
                      dom: libvirt.virDomain | None,

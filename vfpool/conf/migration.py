@@ -77,6 +77,34 @@ migration_opts = [
              'lease lapses, "vfpool-manage migration list --stalled" shows '
              'it; "vfpool-manage migration complete" finishes it. A '
              'restart of the compute service also ends the settler.'),
+    cfg.IntOpt(
+        'claim_max_seconds',
+        default=21600,
+        min=1,
+        help='Longest a compute keeps renewing the lease of one '
+             'migration, counted from the claim on the destination (from '
+             'the detach on the source). Renewal also stops as soon as the '
+             'owner of the migration (Nova\'s Migration record, with the '
+             'Nova driver) shows it is over. Once renewal stops the lease '
+             'lapses: the reaper frees the claims of a migration still '
+             '"in_progress" within [pool] lease_seconds plus [pool] '
+             'reaper_interval, and "vfpool-manage audit" lists them as '
+             'lapsed_claim until then; a "moving" migration is never '
+             'freed by a lapse, "vfpool-manage migration list --stalled" '
+             'shows it. Keep it above the longest a live migration may '
+             'take from the destination check to its end: its wait in the '
+             'source\'s queue (Nova\'s [DEFAULT] '
+             'max_concurrent_live_migrations) plus Nova\'s [libvirt] '
+             'live_migration_completion_timeout times the GiB it copies.'),
+    cfg.FloatOpt(
+        'reconcile_interval',
+        default=60.0,
+        min=0.1,
+        help='Seconds between two reconciliations of the Nova driver: '
+             'each vfpool migration in flight on this host is compared '
+             'with Nova\'s Migration record, and one Nova has given up '
+             '(cancelled, failed, error) is rolled back here. The first '
+             'runs when nova-compute starts.'),
 ]
 
 

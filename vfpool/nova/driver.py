@@ -39,6 +39,12 @@ Nova 34 gives it what it needs.  Where each step runs::
     dest    rollback_live_migration_at_dest...  Nova destroys the domain,
                                                 then the claims are freed
 
+Nova gives some live migrations up without any of these hooks (a queued
+one aborted, the conductor failing after the claim, the source restarting
+after the detach): the lease renewers ask Nova's Migration record whether
+to go on, and :class:`vfpool.nova.reconcile.Reconciler` rolls back what
+Nova gave up, at start and every ``[migration] reconcile_interval``.
+
 vfpool's VFs are not Nova's PCI devices: Nova's PCI tracker never sees
 them, so they must be disjoint from ``[pci] device_spec`` (checked at
 start).  Device events come from Nova's own libvirt connection and event
@@ -53,6 +59,7 @@ Nova loads ``compute_driver`` only from under ``nova.virt``: run
 import threading
 
 import nova.conf
+from nova import context as nova_context
 from nova import exception as nova_exception
 from nova import objects
 from nova.pci import whitelist
@@ -71,6 +78,7 @@ from vfpool import exception
 from vfpool.nova import config as vf_config
 from vfpool.nova import devices
 from vfpool.nova import lifecycle
+from vfpool.nova import reconcile
 
 LOG = logging.getLogger(__name__)
 CONF = nova.conf.CONF
@@ -101,6 +109,7 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
         super().__init__(virtapi, read_only)
         self._vfpool_events = events.DeviceEventRegistry(host_fed=True)
         self._vfpool: vf_plugin.VFMigrationPlugin | None = None
+        self._vfpool_reconciler: reconcile.Reconciler | None = None
         self._vfpool_lock = threading.Lock()
         # instance uuid -> uuid of the migration whose VFs we claimed here
         self._vfpool_claims: dict[str, str] = {}
@@ -133,7 +142,12 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
         events.use_host_event_loop()
         self._vfpool = vf_plugin.VFMigrationPlugin(
             conf, host, connection=lambda: self._host.get_connection(),
-            registry=self._vfpool_events)
+            registry=self._vfpool_events, owner=self._vfpool_wanted)
+        self._vfpool_reconciler = reconcile.Reconciler(
+            self._vfpool, self._vfpool_domain_by_uuid,
+            interval=conf.migration.reconcile_interval,
+            window=conf.migration.claim_max_seconds)
+        self._vfpool_reconciler.start()
         LOG.info('vfpool: this host is %s; vfpool-server topic %s, RPC '
                  'version cap %s, reattach_failure_policy %s', host,
                  conf.rpc_topic, self._vfpool.version_cap,
@@ -147,9 +161,27 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
 
     def cleanup_vfpool(self) -> None:
         """Stop vfpool's threads, close its broker connection; idempotent."""
+        reconciler, self._vfpool_reconciler = self._vfpool_reconciler, None
+        if reconciler is not None:
+            reconciler.stop(timeout=5)
         plugin, self._vfpool = self._vfpool, None
         if plugin is not None:
             plugin.close()
+
+    # -- Nova's records, the owners of vfpool's live migrations ---------------
+
+    @staticmethod
+    def _vfpool_wanted(migration_uuid: str) -> bool:
+        """The lease renewer's question: does Nova still drive it?"""
+        return reconcile.wanted(nova_context.get_admin_context(),
+                                migration_uuid)
+
+    def _vfpool_domain_by_uuid(self, instance_uuid: str):
+        try:
+            return self._host.get_connection().lookupByUUIDString(
+                instance_uuid)
+        except libvirt_driver.libvirt.libvirtError:
+            return None
 
     def _check_devices_disjoint(self, conf) -> None:
         """Refuse to start if Nova's PCI tracker would hand out vfpool's VFs.

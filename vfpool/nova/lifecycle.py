@@ -32,7 +32,9 @@ the MACs vfpool recorded.  What changes what the instance holds::
                            up); a resize revert aborts the migration
     migrate_disk_and_      claim equivalents on the destination of a
     power_off (source)     resize or cold migration (same MACs); a
-                           refusal leaves the instance ACTIVE here
+                           refusal leaves the instance ACTIVE here; a
+                           failure of the disk copy after the claim
+                           aborts it
     suspend, cold snapshot unplug the VFs before the managed save (they
                            stay the instance's), plug them back after
     confirm_migration      complete: the claims become the allocations
@@ -457,29 +459,50 @@ class VfpoolLifecycle(_Driver):
 
     def migrate_disk_and_power_off(self, context, instance, dest, *args,
                                    **kwargs):
-        self._vfpool_claim_cold(context, instance)
-        return super().migrate_disk_and_power_off(context, instance, dest,
-                                                  *args, **kwargs)
+        claimed = self._vfpool_claim_cold(context, instance)
+        try:
+            return super().migrate_disk_and_power_off(
+                context, instance, dest, *args, **kwargs)
+        except Exception:
+            # The disk cannot shrink, ssh or LVM failed: Nova rolls the
+            # resize back (or errors the instance) and calls no other
+            # hook here; the guest has not left, its VFs stay its own.
+            with excutils.save_and_reraise_exception():
+                if claimed is not None:
+                    self._vfpool_abort_failed_cold(context, instance,
+                                                   claimed)
 
-    def _vfpool_claim_cold(self, context, instance) -> None:
+    def _vfpool_abort_failed_cold(self, context, instance,
+                                  migration_uuid: str) -> None:
+        try:
+            self._vfpool_settle(context, instance, migration_uuid,
+                                'abort_migration')
+        except Exception:
+            LOG.exception('vfpool: could not abort migration %s after the '
+                          'resize failed; finish it with vfpool-manage '
+                          'migration abort', migration_uuid,
+                          instance=instance)
+
+    def _vfpool_claim_cold(self, context, instance) -> str | None:
         """Claim equivalents of the instance's VFs on the destination.
 
         The first driver hook of a resize (the destination has none before
         the guest moves).  Moving at once: the guest may wait for the
         confirm for as long as its owner likes, and no lease may free its
         VFs meanwhile.  A refusal rolls the resize back, the instance
-        stays ACTIVE here.
+        stays ACTIVE here.  Returns the uuid of the migration claimed for,
+        if any.
         """
         migration = self._vfpool_cold_migration(context, instance)
         if migration is None:
             LOG.warning('vfpool: no resize or cold migration in progress: '
                         'claiming nothing', instance=instance)
-            return
+            return None
         # Nova's dest_host is an address; vfpool knows computes by name.
         source, dest = migration.source_compute, migration.dest_compute
         if dest == source:
             # A resize on this host keeps the VFs it has.
-            return
+            return None
         try:
             pairs = self._vfpool_rpc('prepare_migration', context,
                                      migration.uuid, instance.uuid, source,
@@ -494,6 +517,7 @@ class VfpoolLifecycle(_Driver):
                            % (dest, exc)))
         LOG.info('vfpool: claimed %d VF(s) on %s for migration %s',
                  len(pairs), dest, migration.uuid, instance=instance)
+        return migration.uuid
 
     def confirm_migration(self, context, migration, instance, network_info):
         super().confirm_migration(context, migration, instance, network_info)

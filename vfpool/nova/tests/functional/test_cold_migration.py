@@ -21,6 +21,8 @@ the evacuated guest there and nothing is freed twice.
 
 from unittest import mock
 
+from nova import exception as nova_exception
+
 from vfpool.db import models
 from vfpool.nova.tests.functional import test_lifecycle as lc
 from vfpool.tests import api_cases
@@ -125,6 +127,44 @@ class TestColdMigrationRefused(ColdMigrationBase):
         self.assertEqual(self.before, self.guest_vfs(self.src, server))
         log = self.stdlog.logger.output
         self.assertIn('vfpool cannot claim VFs on %s' % self.dst, log)
+
+
+class TestResizeDiskCopyFails(ColdMigrationBase):
+    """The destination claimed, then the source cannot copy the disk.
+
+    Casts stay casts, as in TestColdMigrationRefused.
+    """
+
+    CAST_AS_CALL = False
+
+    def test_failed_disk_copy_aborts_the_claim_and_a_resize_works_after(self):
+        failing = mock.patch(
+            'nova.virt.libvirt.driver.LibvirtDriver.'
+            'migrate_disk_and_power_off',
+            side_effect=nova_exception.InstanceFaultRollback(
+                nova_exception.ResizeError(
+                    reason='the disk cannot shrink (test)')))
+
+        with failing:
+            self.api.post_server_action(
+                self.server['id'], {'resize': {'flavorRef': self.bigger}})
+            self._wait_for_migration_status(self.server, ['error'])
+        server = self._wait_for_state_change(self.server, 'ACTIVE')
+
+        # The claim is freed; the guest, still here, keeps its VFs.
+        self.assertEqual(self.src, server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual([(models.ABORTED, self.src, self.dst)],
+                         self.migrations(server))
+        self.assertEqual(ALL_VFS, self.free(self.dst))
+        self.assertEqual(self.before, self.allocations(server))
+        self.assertEqual(self.before, self.guest_vfs(self.src, server))
+        # Nothing blocks the instance: the next resize claims again.
+        with NO_DISK_COPY:
+            self.api.post_server_action(
+                server['id'], {'resize': {'flavorRef': self.bigger}})
+            server = self._wait_for_state_change(server, 'VERIFY_RESIZE')
+        self.assertEqual(self.dst, server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual(self.macs, self.macs_on(self.dst, server))
 
 
 class TestEvacuate(lc.LifecycleBase):

@@ -835,7 +835,8 @@ class TestLostReplies(ThreadsTestCase):
         pairs = self.plugin(DST, client).pre_live_migration(
             self.ctxt, self.instance, self.migration, SRC, DST)
 
-        self.assertEqual(['prepare_migration'] * 3, client.calls)
+        # Then the lease renewer reads the lease the claim got.
+        self.assertEqual(['prepare_migration'] * 3, client.calls[:3])
         self.assertEqual([pairs[0]['dest']['address']], [
             a for a, (state, _i, _m) in self.table(DST).items()
             if state == 'claimed'])
@@ -916,6 +917,72 @@ class TestRenewInterval(testtools.TestCase):
         self.assertEqual(background.MIN_RENEW_INTERVAL,
                          background.renew_interval(
                              30, '2025-12-31T23:00:00Z', now))
+
+
+class TestLeaseRenewer(testtools.TestCase):
+    """Issue 18: every renewal has an end and is paced by the server."""
+
+    @staticmethod
+    def expiry_in(seconds: float) -> str:
+        end = (datetime.datetime.now(datetime.timezone.utc) +
+               datetime.timedelta(seconds=seconds))
+        return end.replace(tzinfo=None).isoformat() + 'Z'
+
+    def run_renewer(self, renewer: background.LeaseRenewer
+                    ) -> background.LeaseRenewer:
+        renewer.start()
+        renewer.join(10)
+        self.addCleanup(renewer.stop)
+        self.assertFalse(renewer.is_alive())
+        return renewer
+
+    def test_the_bound_ends_renewal_however_wanted(self):
+        now = [0.0]
+        renewals = []
+
+        def renew() -> str:
+            renewals.append(now[0])
+            now[0] += 1000
+            return self.expiry_in(0.3)
+        renewer = self.run_renewer(background.LeaseRenewer(
+            'm', renew, 600, expiry=self.expiry_in(0.3), max_seconds=2500,
+            wanted=lambda: True, clock=lambda: now[0]))
+
+        self.assertEqual('bound', renewer.outcome)
+        self.assertEqual([0, 1000, 2000], renewals)
+
+    def test_the_owner_giving_it_up_ends_renewal(self):
+        answers = [True, None, False]
+        renewer = self.run_renewer(background.LeaseRenewer(
+            'm', lambda: self.expiry_in(0.3), 600,
+            expiry=self.expiry_in(0.3), wanted=lambda: answers.pop(0)))
+
+        # "Cannot tell" (None) renews on.
+        self.assertEqual(('abandoned', 2), (renewer.outcome,
+                                            renewer.renewals))
+
+    def test_the_first_renewal_is_paced_by_the_lease_the_server_gave(self):
+        renewed = threading.Event()
+
+        def renew() -> str:
+            renewed.set()
+            raise exception.LeaseExpired(migration_uuid='m')
+        # This host believes in 600 s leases; the server gave 0.3 s.
+        renewer = self.run_renewer(background.LeaseRenewer(
+            'm', renew, 600, read_expiry=lambda: self.expiry_in(0.3)))
+
+        self.assertTrue(renewed.is_set())
+        self.assertEqual('over', renewer.outcome)
+
+    def test_without_an_expiry_it_renews_at_once(self):
+        def unreadable() -> str:
+            raise messaging.MessagingTimeout('down')
+        renewer = self.run_renewer(background.LeaseRenewer(
+            'm', lambda: self.expiry_in(-1), 600, read_expiry=unreadable,
+            max_seconds=0.5))
+
+        self.assertGreaterEqual(renewer.renewals, 1)
+        self.assertEqual('bound', renewer.outcome)
 
 
 class TestSettler(testtools.TestCase):
