@@ -42,6 +42,7 @@ PF = models.PhysicalFunction
 Host = models.Host
 Migration = models.Migration
 MigrationVF = models.MigrationVF
+Fence = models.MigrationFence
 
 IN_PROGRESS = models.IN_PROGRESS
 MOVING = models.MOVING
@@ -56,6 +57,7 @@ TRANSITIONS: dict[str, dict[str | None, str]] = {
     'prepare': {None: IN_PROGRESS},
     'retarget': {IN_PROGRESS: IN_PROGRESS},
     'drop': {IN_PROGRESS: DROPPED},
+    'abandon': {IN_PROGRESS: DROPPED},
     'begin': {IN_PROGRESS: MOVING, MOVING: MOVING},
     'renew': {IN_PROGRESS: IN_PROGRESS, MOVING: MOVING},
     'complete': {IN_PROGRESS: COMPLETED, MOVING: COMPLETED,
@@ -83,23 +85,29 @@ def _move(session, row, transition: str, *guards, **values) -> bool:
 
     The one writer of ``migrations.state``, so ``in_flight_instance_uuid``
     (one migration in flight per instance) follows the state everywhere.
+    The guard names the state and the destination as read: the attempt
+    (a migration never returns to a destination it left, see "The fence"
+    in the state-machine doc), so a swap that lost to a retarget fails
+    even when the state is the same again.
     """
     to_state = TRANSITIONS[transition][row.state]
     if not guards and not values:
         # The common case, with a statement built once.
         return bool(session.connection().execute(_MOVE, dict(
             _state_values(row.instance_uuid, to_state), move_id=row.id,
-            move_from=row.state)).rowcount)
+            move_from=row.state, move_dest=row.dest_host_id)).rowcount)
     values.update(_state_values(row.instance_uuid, to_state))
     return bool(session.connection().execute(
         sa.update(Migration)
-        .where(Migration.id == row.id, Migration.state == row.state, *guards)
+        .where(Migration.id == row.id, Migration.state == row.state,
+               Migration.dest_host_id == row.dest_host_id, *guards)
         .values(**values)).rowcount)
 
 
 _MOVE = (sa.update(Migration)
          .where(Migration.id == sa.bindparam('move_id'),
-                Migration.state == sa.bindparam('move_from'))
+                Migration.state == sa.bindparam('move_from'),
+                Migration.dest_host_id == sa.bindparam('move_dest'))
          .values({key: sa.bindparam(key) for key in _state_values('', '')}))
 
 
@@ -108,6 +116,62 @@ def _conflict(row, action: str) -> exception.VfpoolException:
         return exception.LeaseExpired(migration_uuid=row.uuid)
     return exception.MigrationStateConflict(
         migration_uuid=row.uuid, state=row.state, action=action)
+
+
+# The fence (doc/source/contributor/state-machine.rst, "The fence").
+
+def _fenced_error(migration_uuid: str, reason: str
+                  ) -> exception.MigrationFenced:
+    return exception.MigrationFenced(migration_uuid=migration_uuid,
+                                     reason=reason)
+
+
+def _left(migration_uuid: str, host: str) -> exception.MigrationFenced:
+    return _fenced_error(migration_uuid, 'it left destination %s, or that '
+                         'host gave it up, for good' % host)
+
+
+def check_belief(row, source_host: str | None,
+                 dest_host: str | None) -> None:
+    """Refuse a call whose caller believes in other hosts (1.6).
+
+    ``row`` carries ``source_name`` and ``dest_name``
+    (:func:`view.get_named`); the swap that follows guards on the
+    destination read with them.
+    """
+    if ((source_host is not None and source_host != row.source_name)
+            or (dest_host is not None and dest_host != row.dest_name)):
+        raise _fenced_error(row.uuid, 'it goes from %s to %s, not from %s '
+                            'to %s' % (row.source_name, row.dest_name,
+                                       source_host or row.source_name,
+                                       dest_host or row.dest_name))
+
+
+def _fence(session, migration_uuid: str, host: str) -> None:
+    """Record that the migration left ``host`` for good; idempotent.
+
+    A concurrent fence of the same pair fails on the unique key and the
+    transaction is retried.
+    """
+    session.connection().execute(
+        sa.insert(Fence).from_select(
+            ['migration_uuid', 'host', 'created_at'],
+            sa.select(sa.literal(migration_uuid, sa.String),
+                      sa.literal(host, sa.String), leases.now())
+            .where(~view.fenced(migration_uuid, host))))
+
+
+def _refuse_fenced_now(session, migration_uuid: str, host: str) -> None:
+    """Refuse ``host`` if fenced, as the latest committed rows say.
+
+    A locking read, after the swap on the migration row: a fence
+    committed by an abandon since this transaction's first read is seen.
+    """
+    if session.connection().execute(
+            sa.select(Fence.id).where(Fence.migration_uuid == migration_uuid,
+                                      Fence.host == host)
+            .with_for_update()).first() is not None:
+        raise _left(migration_uuid, host)
 
 
 def _lease(session, migration_id: int) -> str:
@@ -137,7 +201,9 @@ def _end_claims(session, migration_uuid: str) -> int:
 #: has no row.
 _HOSTS_AND_SOURCES = (
     sa.select(Host.id.label('host_ref_id'), Host.name.label('host_ref_name'),
-              Host.disabled.label('host_ref_disabled'), *vf_obj.COLUMNS)
+              Host.disabled.label('host_ref_disabled'),
+              view.fenced(sa.bindparam('uuid'), sa.bindparam('dest'))
+              .label('host_ref_fenced'), *vf_obj.COLUMNS)
     .select_from(Host)
     .outerjoin(VF, sa.and_(VF.host_id == Host.id,
                            Host.name == sa.bindparam('source'),
@@ -147,19 +213,23 @@ _HOSTS_AND_SOURCES = (
     .order_by(VF.id))
 
 
-def _hosts_and_sources(session, instance_uuid: str, source_host: str,
-                       dest_host: str) -> tuple[dict, list]:
-    """The known hosts by name, and the instance's VFs on the source."""
+def _hosts_and_sources(session, migration_uuid: str, instance_uuid: str,
+                       source_host: str, dest_host: str
+                       ) -> tuple[dict, list, bool]:
+    """The known hosts by name, the instance's VFs on the source, and
+    whether the migration left ``dest_host`` (a fence)."""
     hosts = {}
     sources = []
+    fenced = False
     for row in session.connection().execute(_HOSTS_AND_SOURCES, dict(
             source=source_host, dest=dest_host,
-            instance_uuid=instance_uuid)):
+            instance_uuid=instance_uuid, uuid=migration_uuid)):
         hosts[row.host_ref_name] = host_obj.HostRef(
             row.host_ref_id, row.host_ref_name, bool(row.host_ref_disabled))
+        fenced = bool(row.host_ref_fenced)
         if row.id is not None:
             sources.append(row)
-    return hosts, sources
+    return hosts, sources, fenced
 
 
 def _claim_for(session, migration_id: int, migration_uuid: str,
@@ -261,10 +331,14 @@ def _prepare_new(session, migration_uuid: str, instance_uuid: str,
                  source_host: str, dest_host: str, lease_seconds: int,
                  match_device_type: bool, numa_policy: str,
                  in_flight: str | None) -> list[dict]:
-    hosts, sources = _hosts_and_sources(session, instance_uuid, source_host,
-                                        dest_host)
+    hosts, sources, fenced = _hosts_and_sources(
+        session, migration_uuid, instance_uuid, source_host, dest_host)
     source = hosts.get(source_host)
     busy = [vf.migration_uuid for vf in sources if vf.migration_uuid]
+    if migration_uuid in busy:
+        # The same prepare committed after our first read (READ
+        # COMMITTED): start over, and replay what it recorded.
+        raise _lost_race()
     if busy:
         raise exception.MigrationInProgress(instance_uuid=instance_uuid,
                                             migration_uuid=busy[0])
@@ -273,6 +347,8 @@ def _prepare_new(session, migration_uuid: str, instance_uuid: str,
         # Nothing to move, and a host vfpool does not know: nothing to
         # record either (Nova prepares every live migration).
         return []
+    if fenced:
+        raise _left(migration_uuid, dest_host)
     if dest is None:
         raise exception.HostNotFound(host=dest_host)
     if sources and dest.disabled:
@@ -306,11 +382,13 @@ def _retarget(session, row, dest_host: str, lease_seconds: int,
         raise exception.HostNotFound(host=dest_host)
     if sources and dest.disabled:
         raise exception.HostDisabled(host=dest_host)
-    if not _move(session, row, 'retarget',
-                 Migration.dest_host_id == row.dest_host_id,
-                 dest_host_id=dest.id,
+    if not _move(session, row, 'retarget', dest_host_id=dest.id,
                  lease_expires_at=leases.expiry(lease_seconds)):
         raise _lost_race()
+    # Never back to a destination it left: the old one is fenced, the new
+    # one checked again now that the row is ours.
+    _refuse_fenced_now(session, row.uuid, dest_host)
+    _fence(session, row.uuid, row.dest_name)
     vf_obj.free(session, sa.and_(VF.migration_uuid == row.uuid, _is_claim()))
     session.connection().execute(
         sa.delete(MigrationVF).where(MigrationVF.migration_id == row.id))
@@ -340,15 +418,20 @@ def _drop(session, row) -> list[dict]:
 def _again(session, row, instance_uuid: str, source_host: str,
            dest_host: str, lease_seconds: int, match_device_type: bool,
            numa_policy: str) -> list[dict]:
-    """A prepare of a uuid seen before: replay, or retarget."""
-    names = host_obj.names_by_id(session,
-                                 {row.source_host_id, row.dest_host_id})
+    """A prepare of a uuid seen before: replay, or retarget.
+
+    ``row`` says whether the migration left ``dest_host``
+    (:func:`view.find_with_in_flight`): then it is refused, a replay
+    included.
+    """
     if (row.instance_uuid != instance_uuid
-            or names.get(row.source_host_id) != source_host):
+            or row.source_name != source_host):
         raise exception.InvalidInput(
             reason='migration %s was prepared for another instance or '
                    'another source host' % row.uuid)
-    if names.get(row.dest_host_id) == dest_host:
+    if row.fenced:
+        raise _left(row.uuid, dest_host)
+    if row.dest_name == dest_host:
         if row.state in (IN_PROGRESS, MOVING, COMPLETED):
             return view.pairs(session, row.id)
         raise _conflict(row, 'prepared again')
@@ -363,31 +446,47 @@ def _again(session, row, instance_uuid: str, source_host: str,
 def prepare(context, migration_uuid: str, instance_uuid: str,
             source_host: str, dest_host: str, lease_seconds: int,
             match_device_type: bool = True,
-            numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY) -> list[dict]:
+            numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY,
+            expected_sources: list[str] | None = None) -> list[dict]:
     """Claim an equivalent destination VF for each source allocation.
 
     All or nothing, and idempotent on ``migration_uuid``; the same uuid
-    with another destination retargets a migration still in progress.
-    An instance with no VF on ``source_host`` gets ``[]``, recorded as a
-    migration only when vfpool knows both hosts.
+    with another destination retargets a migration still in progress,
+    never to a destination it left (``MigrationFenced``).  An instance
+    with no VF on ``source_host`` gets ``[]``, recorded as a migration
+    only when vfpool knows both hosts.  ``expected_sources`` (1.6): the
+    addresses the caller believes the instance holds on the source; if
+    the answer moves others, ``SourcesChanged`` and nothing changes.
     """
     session = context.session
     row, in_flight = view.find_with_in_flight(session, migration_uuid,
-                                              instance_uuid)
+                                              instance_uuid, dest_host)
     if row is not None:
-        return _again(session, row, instance_uuid, source_host, dest_host,
-                      lease_seconds, match_device_type, numa_policy)
-    return _prepare_new(session, migration_uuid, instance_uuid, source_host,
-                        dest_host, lease_seconds, match_device_type,
-                        numa_policy, in_flight)
+        pairs = _again(session, row, instance_uuid, source_host, dest_host,
+                       lease_seconds, match_device_type, numa_policy)
+    else:
+        pairs = _prepare_new(session, migration_uuid, instance_uuid,
+                             source_host, dest_host, lease_seconds,
+                             match_device_type, numa_policy, in_flight)
+    if expected_sources is not None:
+        held = sorted(pair['source']['address'] for pair in pairs)
+        if held != sorted(expected_sources):
+            # Raised inside the transaction: whatever it wrote is undone.
+            raise exception.SourcesChanged(
+                instance_uuid=instance_uuid, host=source_host,
+                held=', '.join(held) or 'no VF',
+                expected=', '.join(sorted(expected_sources)) or 'no VF')
+    return pairs
 
 
 # begin, renew
 
 def _extend(context, transition: str, action: str, migration_uuid: str,
-            lease_seconds: int) -> str:
+            lease_seconds: int, source_host: str | None,
+            dest_host: str | None) -> str:
     session = context.session
-    row = view.get_row(session, migration_uuid)
+    row = view.get_named(session, migration_uuid)
+    check_belief(row, source_host, dest_host)
     if row.state not in TRANSITIONS[transition]:
         raise _conflict(row, action)
     if not _move(session, row, transition,
@@ -398,21 +497,26 @@ def _extend(context, transition: str, action: str, migration_uuid: str,
 
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
-def begin(context, migration_uuid: str, lease_seconds: int) -> str:
+def begin(context, migration_uuid: str, lease_seconds: int,
+          source_host: str | None = None,
+          dest_host: str | None = None) -> str:
     """The source is about to detach: from now on no lease frees a VF.
 
     Returns the new lease expiry; LeaseExpired once the reaper took the
-    claims (the compute must not detach then).
+    claims (the compute must not detach then).  ``dest_host`` (1.6) is
+    Nova's destination: the source never detaches for another.
     """
     return _extend(context, 'begin', 'begun', migration_uuid,
-                   lease_seconds)
+                   lease_seconds, source_host, dest_host)
 
 
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
-def renew(context, migration_uuid: str, lease_seconds: int) -> str:
+def renew(context, migration_uuid: str, lease_seconds: int,
+          source_host: str | None = None,
+          dest_host: str | None = None) -> str:
     return _extend(context, 'renew', 'renewed', migration_uuid,
-                   lease_seconds)
+                   lease_seconds, source_host, dest_host)
 
 
 # complete
@@ -511,15 +615,20 @@ def _settle(session, row, found: list) -> None:
 @db_api.context_manager.writer
 def complete(context, migration_uuid: str, reclaim: bool = False,
              match_device_type: bool = True,
-             numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY) -> list[dict]:
+             numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY,
+             source_host: str | None = None,
+             dest_host: str | None = None) -> list[dict]:
     """Make the destination claims the instance's allocations.
 
     One transaction: claims become allocations and the source VFs are
     freed.  After the lease expired, see :func:`_reacquire`.  Returns the
-    instance's allocations on the destination.
+    instance's allocations on the destination.  The swap names the
+    destination as read with the links, so a retarget committed since
+    makes it start over on the new links.
     """
     session = context.session
     row, found = view.get_row_and_links(session, migration_uuid)
+    check_belief(row, source_host, dest_host)
     if row.state == COMPLETED:
         return vf_obj.allocations(session, row.instance_uuid,
                                   row.dest_host_id)
@@ -547,12 +656,78 @@ def _end(session, row, transition: str, *guards) -> int | None:
     return _end_claims(session, row.uuid)
 
 
+def _abandon(session, row) -> int:
+    """The ``abandon`` transition: the destination gave up in progress.
+
+    The claims are freed and the sources unmarked, and the migration is
+    forgotten (its fence stays), so that the conductor's next destination
+    prepares it afresh.
+    """
+    conn = session.connection()
+    conn.execute(sa.delete(MigrationVF).where(
+        MigrationVF.migration_id == row.id))
+    dropped = conn.execute(sa.delete(Migration).where(
+        Migration.id == row.id, Migration.state == row.state,
+        Migration.state.in_(list(TRANSITIONS['abandon'])),
+        Migration.dest_host_id == row.dest_host_id)).rowcount
+    if not dropped:
+        raise _lost_race()
+    return _end_claims(session, row.uuid)
+
+
+def _give_up(session, migration_uuid: str, row, dest_host: str) -> int:
+    """``abort_migration`` with ``dest_host``: that host gives up.
+
+    Fenced for good whatever the migration's state, so its late prepare
+    is refused.  If it is the destination of a migration in progress the
+    attempt is abandoned; if moving, aborted; else nothing else changes.
+    The row, when there is one, is swapped even when it stays as it is,
+    so that a concurrent retarget to ``dest_host`` and this fence are
+    ordered (the retarget checks the fence after its own swap).
+    """
+    if row is not None and row.dest_name == dest_host:
+        if row.state == COMPLETED:
+            raise _conflict(row, 'given up by %s' % dest_host)
+        _fence(session, migration_uuid, dest_host)
+        if row.state == IN_PROGRESS:
+            LOG.info('Migration %s of instance %s abandoned by its '
+                     'destination %s', row.uuid, row.instance_uuid,
+                     dest_host)
+            return _abandon(session, row)
+        if row.state in TRANSITIONS['abort']:
+            freed = _end(session, row, 'abort')
+            if freed is None:
+                raise _lost_race()
+            return freed
+        return 0
+    _fence(session, migration_uuid, dest_host)
+    if row is not None and not session.connection().execute(
+            sa.update(Migration).where(
+                Migration.id == row.id, Migration.state == row.state,
+                Migration.dest_host_id == row.dest_host_id)
+            .values(updated_at=timeutils.utcnow())).rowcount:
+        raise _lost_race()
+    return 0
+
+
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
-def abort(context, migration_uuid: str) -> int:
-    """Free the destination claims; the source allocations stay."""
+def abort(context, migration_uuid: str, source_host: str | None = None,
+          dest_host: str | None = None) -> int:
+    """Free the destination claims; the source allocations stay.
+
+    With ``dest_host`` (1.6) only that host's attempt ends (see
+    :func:`_give_up`); with ``source_host``, refused if the migration
+    leaves another host.
+    """
     session = context.session
-    row = view.get_row(session, migration_uuid)
+    if dest_host is not None:
+        row = view.find_named(session, migration_uuid)
+        if row is not None:
+            check_belief(row, source_host, None)
+        return _give_up(session, migration_uuid, row, dest_host)
+    row = view.get_named(session, migration_uuid)
+    check_belief(row, source_host, None)
     if row.state == COMPLETED:
         raise _conflict(row, 'aborted')
     if row.state not in TRANSITIONS['abort']:

@@ -61,8 +61,8 @@ class TestVersionCap(testtools.TestCase):
     def test_uncapped_client_sends_newest_version(self):
         client = self.useFixture(fixtures.FakeRPC(self.conf)).client
         self.assertEqual(rpcapi.RPC_API_VERSION, client.version_cap)
-        self.assertTrue(client.can_send_version('1.5'))
-        self.assertEqual('1.5', client.ping(None)['version'])
+        self.assertTrue(client.can_send_version('1.6'))
+        self.assertEqual('1.6', client.ping(None)['version'])
 
     def test_capped_client_keeps_working_with_old_server(self):
         self.conf.set_override('vfpool', '1.0', group='upgrade_levels')
