@@ -216,8 +216,10 @@ _HOSTS_AND_SOURCES = (
 def _hosts_and_sources(session, migration_uuid: str, instance_uuid: str,
                        source_host: str, dest_host: str
                        ) -> tuple[dict, list, bool]:
-    """The known hosts by name, the instance's VFs on the source, and
-    whether the migration left ``dest_host`` (a fence)."""
+    """The known hosts by name, the instance's VFs on the source.
+
+    And whether the migration left ``dest_host`` (a fence).
+    """
     hosts = {}
     sources = []
     fenced = False

@@ -82,9 +82,9 @@ class Manager:
     @staticmethod
     def _beliefs(source_host, dest_host) -> dict:
         """(1.6) The hosts a caller believes a migration has, checked."""
-        return dict(source_host=v.optional(v.name)('source_host',
-                                                     source_host),
-                    dest_host=v.optional(v.name)('dest_host', dest_host))
+        check = v.optional(v.name)
+        return dict(source_host=check('source_host', source_host),
+                    dest_host=check('dest_host', dest_host))
 
     def _lease(self, lease_seconds) -> int:
         if lease_seconds is None:
@@ -163,8 +163,11 @@ class Manager:
                           source_host, dest_host, lease_seconds=None,
                           expected_sources=None,
                           ) -> list[rpc_types.MigrationPair]:
-        """``expected_sources`` (1.6): the source addresses the caller
-        believes the instance holds; ``SourcesChanged`` if not."""
+        """``expected_sources`` (1.6): the instance's source VFs.
+
+        The addresses the caller believes the instance holds on the
+        source; ``SourcesChanged`` if not, and nothing changes.
+        """
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
         if expected_sources is not None:
             expected_sources = v.items('expected_sources', expected_sources,
@@ -217,8 +220,10 @@ class Manager:
     @endpoint
     def abort_migration(self, context, migration_uuid, source_host=None,
                         dest_host=None) -> int:
-        """``dest_host`` (1.6): that destination gives its attempt up
-        (fenced for good); ``source_host``: the caller's belief."""
+        """``dest_host`` (1.6): that destination gives its attempt up.
+
+        It is fenced for good; ``source_host``: the caller's belief.
+        """
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
         freed = migration_obj.abort(context, migration_uuid,
                                     **self._beliefs(source_host, dest_host))
@@ -275,8 +280,10 @@ class Manager:
     @endpoint
     def begin_migration(self, context, migration_uuid, lease_seconds=None,
                         source_host=None, dest_host=None) -> str:
-        """``dest_host`` (1.6): Nova's destination; refused if not
-        vfpool's, so the source never detaches for another."""
+        """``dest_host`` (1.6): Nova's destination, refused if stale.
+
+        So the source never detaches for a destination vfpool left.
+        """
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
         expiry = migration_obj.begin(context, migration_uuid,
                                      self._lease(lease_seconds),
