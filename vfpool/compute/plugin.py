@@ -288,7 +288,8 @@ class VFMigrationPlugin:
 
         def renew() -> str:
             return self.client.renew_migration(
-                context, record.migration_uuid, lease_seconds)
+                context, record.migration_uuid, lease_seconds,
+                **self._belief(record))
         self._start('renew', record.migration_uuid, background.LeaseRenewer(
             record.migration_uuid, renew, lease))
 
@@ -321,6 +322,14 @@ class VFMigrationPlugin:
             record.dest_host = self._load(context, record.instance_uuid,
                                           record.migration_uuid).dest_host
 
+    def _belief(self, record: MigrationRecord) -> dict[str, str]:
+        """(RPC 1.6) The host this side is, for the server to check."""
+        if record.dest_host == self.host:
+            return {'dest_host': self.host}
+        if record.source_host == self.host:
+            return {'source_host': self.host}
+        return {}
+
     def _check_host(self, expected: str, hook: str) -> None:
         if expected != self.host:
             LOG.warning('%s runs on %s but the migration says %s; acting '
@@ -336,9 +345,10 @@ class VFMigrationPlugin:
         """
         try:
             return self._rpc(method, context, record.migration_uuid,
-                             **kwargs)
+                             **dict(self._belief(record), **kwargs))
         except exception.MigrationNotFound:
-            if record.pairs:
+            # An abort finds nothing once the destination gave it up.
+            if record.pairs and method != 'abort_migration':
                 raise
             LOG.debug('Migration %s of instance %s moved no VF and is '
                       'unknown to vfpool: nothing to settle',
@@ -421,9 +431,13 @@ class VFMigrationPlugin:
         LOG.info('Claiming destination VFs on %s for instance %s '
                  '(migration %s from %s)', dest_host, instance_uuid,
                  migration_uuid, source_host)
-        pairs = self._rpc('prepare_migration', context, migration_uuid,
-                          instance_uuid, source_host, dest_host,
-                          lease_seconds)
+        try:
+            pairs = self._rpc('prepare_migration', context, migration_uuid,
+                              instance_uuid, source_host, dest_host,
+                              lease_seconds)
+        except Exception:
+            self._give_up(context, migration_uuid, dest_host)
+            raise
         record = self._remember(MigrationRecord(
             migration_uuid, instance_uuid, source_host, dest_host, pairs))
         record.pairs = pairs
@@ -436,10 +450,27 @@ class VFMigrationPlugin:
                      pair['source'].get('mac'))
         return pairs
 
+    def _give_up(self, context, migration_uuid: str, dest_host: str) -> None:
+        """The prepare failed here: fence this destination for good.
+
+        A prepare that timed out may still be queued; once this host has
+        given up (RPC 1.6) the server refuses it, so it cannot take the
+        migration back from the next destination Nova tries.  Best effort.
+        """
+        if dest_host != self.host or not self.client.can_send_version('1.6'):
+            return
+        try:
+            self._rpc('abort_migration', context, migration_uuid,
+                      dest_host=dest_host)
+        except Exception as exc:
+            LOG.warning('Could not give up migration %s on %s: %s',
+                        migration_uuid, dest_host, exc)
+
     def detach_source_vfs(self, context, instance_uuid: str,
                           migration_uuid: str,
                           domain: libvirt.virDomain | None = None,
-                          pairs: list[dict] | None = None) -> list[dict]:
+                          pairs: list[dict] | None = None,
+                          dest_host: str | None = None) -> list[dict]:
         """Unplug every VF of the guest on the source, before migrating.
 
         Call it in the driver's live_migration right before
@@ -460,12 +491,15 @@ class VFMigrationPlugin:
 
         ``pairs`` is what pre_live_migration returned on the destination,
         if the driver carries it over (Nova's migrate_data can): it saves
-        the RPC that would fetch it.
+        the RPC that would fetch it.  ``dest_host`` is Nova's destination:
+        ``begin_migration`` names it (RPC 1.6), so nothing is detached
+        for a destination vfpool no longer has (``MigrationFenced``).
         """
         if pairs is not None:
             self._remember(MigrationRecord(migration_uuid, instance_uuid,
                                            self.host, None, pairs))
         record = self._record(context, instance_uuid, migration_uuid)
+        nova_dest = dest_host
         self._check_host(record.source_host, 'detach_source_vfs')
         try:
             dom = self._domain(instance_uuid, domain)
@@ -476,7 +510,7 @@ class VFMigrationPlugin:
             raise error
         if record.pairs:
             try:
-                self._begin(context, record)
+                self._begin(context, record, nova_dest)
             except Exception as exc:
                 self._undo_detach(context, record, dom, [], exc)
                 raise
@@ -522,7 +556,8 @@ class VFMigrationPlugin:
 
     prepare_source_for_migration = detach_source_vfs
 
-    def _begin(self, context, record: MigrationRecord) -> None:
+    def _begin(self, context, record: MigrationRecord,
+               dest_host: str | None = None) -> None:
         if not self.client.can_send_version('1.2'):
             LOG.warning('Client capped at %s ([upgrade_levels] vfpool): '
                         'migration %s is not marked as moving, so its lease '
@@ -530,7 +565,8 @@ class VFMigrationPlugin:
                         self.client.version_cap, record.migration_uuid)
             return
         expiry = self._rpc('begin_migration', context,
-                           record.migration_uuid)
+                           record.migration_uuid, source_host=self.host,
+                           dest_host=dest_host)
         LOG.info('Migration %s of instance %s is moving (lease until %s)',
                  record.migration_uuid, record.instance_uuid, expiry)
 
@@ -773,8 +809,13 @@ class VFMigrationPlugin:
                 self._fill_dest_host(context, record)
             except messaging.MessagingException:
                 record.dest_host = self.host
-        self._check_host(record.dest_host or self.host,
-                         'post_live_migration_at_destination')
+        if record.dest_host != self.host:
+            # Retargeted away (or never here): those addresses are
+            # another host's; plug nothing (RPC 1.6 refuses the complete).
+            raise exception.MigrationFenced(
+                migration_uuid=migration_uuid,
+                reason='its destination is %s, not %s; nothing plugged'
+                % (record.dest_host, self.host))
         try:
             dom = self._domain(instance_uuid, domain)
         except libvirt.libvirtError as exc:
@@ -851,7 +892,10 @@ class VFMigrationPlugin:
         and recovers what it gave.  ``ReattachFailed`` is raised now when
         a VF failed and the policy can only end in ``failed``.
         """
-        claimed = [pair['dest'] for pair in record.pairs]
+        # Below RPC 1.2 the migration was never begun: its lapsed lease may
+        # give the claims away, so they wait for the completion.
+        claimed = ([pair['dest'] for pair in record.pairs]
+                   if self.client.can_send_version('1.2') else [])
         outcomes = []
         for alloc in claimed:
             LOG.info('Attaching claimed VF %s (MAC %s, VLAN %s) to instance '

@@ -56,6 +56,7 @@ from vfpool.tests.libvirt_standins import StandInDomain
 
 SRC = 'src-host'
 DST = 'dst-host'
+OTHER = 'other-host'
 STANDBY_ALIAS = 'ua-standby'
 _LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
 _CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
@@ -510,6 +511,45 @@ class TestMigrationFlow(PluginTestCase):
         self.assertEqual([self.allocs[0]['address']], self.owned(SRC))
         self.assertEqual({'available'}, set(self.states(DST).values()))
 
+    # Issue 18: the fence (RPC 1.6)
+
+    def test_source_never_detaches_for_a_destination_vfpool_left(self):
+        # Issue 18 item 1: Nova migrates to OTHER; a late prepare took
+        # the migration back to DST.  The source's begin names OTHER and
+        # is refused: nothing is detached, the migration is aborted.
+        self.client.report_inventory(self.ctxt, OTHER, [inv.pf(7, 2)])
+        self.plugin(OTHER).pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, OTHER)
+        self.client.prepare_migration(self.ctxt, self.migration,
+                                      self.instance, SRC, DST)
+        src_dom = self.source_domain()
+        self.assertRaises(exception.MigrationFenced,
+                          self.plugin(SRC).detach_source_vfs, self.ctxt,
+                          self.instance, self.migration, src_dom,
+                          dest_host=OTHER)
+        self.assertEqual([], src_dom.detach_calls)
+        self.assertEqual({STANDBY_ALIAS, 'ua-port-1'}, src_dom.aliases())
+        self.assertEqual([self.allocs[0]['address']], self.owned(SRC))
+        self.assertEqual('aborted', self.migration_state())
+
+    def test_destination_plugs_only_vfs_on_its_own_host(self):
+        # The migration was retargeted to OTHER after DST claimed: DST's
+        # late hook must neither settle OTHER's claims nor plug them.
+        self.client.report_inventory(self.ctxt, OTHER, [inv.pf(7, 2)])
+        dst_plugin = self.plugin(DST)
+        dst_plugin.pre_live_migration(self.ctxt, self.instance,
+                                      self.migration, SRC, DST)
+        self.client.prepare_migration(self.ctxt, self.migration,
+                                      self.instance, SRC, OTHER)
+        before = vf_table(self.engine)
+        self.assertRaises(
+            exception.MigrationFenced,
+            dst_plugin.post_live_migration_at_destination, self.ctxt,
+            self.instance, self.migration, self.dest_domain())
+        self.assertEqual([], self.builder.calls)
+        self.assertEqual(before, vf_table(self.engine))
+        self.assertEqual('in_progress', self.migration_state())
+
     def test_client_capped_at_1_1_does_not_begin(self):
         self.plugin(DST).pre_live_migration(
             self.ctxt, self.instance, self.migration, SRC, DST)
@@ -816,6 +856,29 @@ class TestLostReplies(ThreadsTestCase):
         self.assertEqual([pairs[0]['dest']['address']], [
             a for a, (state, _i, _m) in self.table(DST).items()
             if state == 'claimed'])
+
+    def test_a_destination_whose_prepare_times_out_gives_it_up(self):
+        # Issue 18 item 1: DST's prepares time out (here: every reply is
+        # lost), Nova tries OTHER with the same migration; DST's late
+        # prepare must not take it back.
+        self.client.report_inventory(self.ctxt, OTHER, [inv.pf(7, 2)])
+        client = LosingClient(self.client, prepare_migration=3)
+        self.assertRaises(messaging.MessagingTimeout,
+                          self.plugin(DST, client).pre_live_migration,
+                          self.ctxt, self.instance, self.migration, SRC,
+                          DST)
+        self.assertEqual(['prepare_migration'] * 3 + ['abort_migration'],
+                         client.calls)
+        self.assertEqual({'available'}, set(self.states(DST).values()))
+        pairs = self.plugin(OTHER).pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, OTHER)
+        before = vf_table(self.engine)
+        self.assertRaises(exception.MigrationFenced,
+                          self.client.prepare_migration, self.ctxt,
+                          self.migration, self.instance, SRC, DST)
+        self.assertEqual(before, vf_table(self.engine))
+        self.assertEqual(('claimed', self.instance, self.migration),
+                         self.table(OTHER)[pairs[0]['dest']['address']])
 
     def test_attempts_are_bounded(self):
         client = LosingClient(self.client, abort_migration=5)
