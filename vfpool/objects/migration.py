@@ -797,3 +797,37 @@ def reap_expired(context, limit: int = 1000) -> list[tuple[str, int]]:
                      migration_uuid, freed)
             reaped.append((migration_uuid, freed))
     return reaped
+
+
+def _stale_fences(retention_seconds: int):
+    """Fences past the retention whose migration is not in flight."""
+    return sa.and_(
+        Fence.created_at < leases.expiry(-retention_seconds),
+        ~sa.exists().where(Migration.uuid == Fence.migration_uuid,
+                           Migration.in_flight_instance_uuid.is_not(None)))
+
+
+@db_api.context_manager.reader
+def _any_stale_fence(context, retention_seconds: int) -> bool:
+    return context.session.execute(sa.select(Fence.id).where(
+        _stale_fences(retention_seconds)).limit(1)).first() is not None
+
+
+@db_api.retry_on_deadlock
+@db_api.context_manager.writer
+def _delete_stale_fences(context, retention_seconds: int) -> int:
+    return context.session.execute(sa.delete(Fence).where(
+        _stale_fences(retention_seconds))).rowcount
+
+
+def reap_fences(context, retention_seconds: int) -> int:
+    """Forget the fences of migrations over for ``retention_seconds``.
+
+    After that a prepare of such a uuid for such a host would be taken
+    again: the retention must outlast any message still on its way, as
+    for released request ids.  A read first, so that an idle pass takes
+    no write lock.
+    """
+    if not _any_stale_fence(context, retention_seconds):
+        return 0
+    return _delete_stale_fences(context, retention_seconds)

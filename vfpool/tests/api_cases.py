@@ -975,6 +975,22 @@ class ApiBehaviour:
                           self.client.abort_migration, None, migration,
                           dest_host='dst')
 
+    def test_fences_are_reaped_once_their_migration_is_over(self):
+        self.three_hosts()
+        instance, migration, _first = self._prepared()
+        self.client.prepare_migration(None, migration, instance, 'src',
+                                      'third')
+        Fence = models.MigrationFence
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(Fence).values(
+                created_at=datetime.datetime(2000, 1, 1)))
+        ctxt = vfpool_context.get_admin_context()
+        # Not while the migration is in flight: dst could come back.
+        self.assertEqual(0, migration_obj.reap_fences(ctxt, 3600))
+        self.client.complete_migration(None, migration)
+        self.assertEqual(1, migration_obj.reap_fences(ctxt, 3600))
+        self.assertEqual([], table_dump(self.engine)[Fence.__tablename__])
+
     def test_prepare_refuses_sources_that_are_not_as_expected(self):
         # Issue 18 item 7: the evacuating host read the instance's VFs on
         # the dead host, which released them before the prepare: an
