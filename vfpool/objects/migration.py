@@ -20,6 +20,8 @@ the row re-checks it against the latest committed version, so a
 transaction that lost the row to another server starts over.
 """
 
+import types
+
 from oslo_db import exception as db_exc
 from oslo_log import log as logging
 from oslo_utils import timeutils
@@ -31,6 +33,7 @@ from vfpool.db import models
 from vfpool import exception
 from vfpool.objects import host as host_obj
 from vfpool.objects import leases
+from vfpool.objects import macs
 from vfpool.objects import migration_view as view
 from vfpool.objects import vf as vf_obj
 from vfpool import utils
@@ -329,10 +332,41 @@ def _mark(session, migration_uuid: str, instance_uuid: str,
         raise _lost_race()
 
 
+def _with_macs(session, migration_uuid: str, host: str, sources,
+               mac_prefix: str | None) -> list:
+    """Give a MAC to each source allocated without one (before 1.2).
+
+    A VF is only plugged again with its MAC, so such an allocation could
+    never move nor come back.  Written on the marked source VFs (this
+    transaction holds them), a statement only where one is missing.
+    """
+    bare = [vf for vf in sources if vf.mac is None]
+    if not bare or mac_prefix is None:
+        return list(sources)
+    fresh = iter(macs.assign(session, host, mac_prefix, len(bare),
+                             {vf.mac for vf in sources if vf.mac}))
+    given = {}
+    for vf in bare:
+        mac = next(fresh)
+        if not session.connection().execute(
+                sa.update(VF).where(VF.id == vf.id, VF.mac.is_(None),
+                                    VF.migration_uuid == migration_uuid)
+                .values(mac=mac, generation=VF.generation + 1,
+                        updated_at=timeutils.utcnow())).rowcount:
+            raise _lost_race()
+        LOG.info('VF %s of instance %s on %s had no MAC (allocated before '
+                 'RPC 1.2): it gets %s', vf.address, vf.instance_uuid,
+                 host, mac)
+        given[vf.id] = mac
+    return [types.SimpleNamespace(**dict(vf._asdict(), mac=given[vf.id]))
+            if vf.id in given else vf for vf in sources]
+
+
 def _prepare_new(session, migration_uuid: str, instance_uuid: str,
                  source_host: str, dest_host: str, lease_seconds: int,
                  match_device_type: bool, numa_policy: str,
-                 in_flight: str | None) -> list[dict]:
+                 in_flight: str | None,
+                 mac_prefix: str | None = None) -> list[dict]:
     hosts, sources, fenced = _hosts_and_sources(
         session, migration_uuid, instance_uuid, source_host, dest_host)
     source = hosts.get(source_host)
@@ -362,6 +396,8 @@ def _prepare_new(session, migration_uuid: str, instance_uuid: str,
     if not sources:
         return []
     _mark(session, migration_uuid, instance_uuid, sources)
+    sources = _with_macs(session, migration_uuid, source_host, sources,
+                         mac_prefix)
     return _claim_for(session, migration_id, migration_uuid, instance_uuid,
                       sources, dest, match_device_type, numa_policy)
 
@@ -449,7 +485,8 @@ def prepare(context, migration_uuid: str, instance_uuid: str,
             source_host: str, dest_host: str, lease_seconds: int,
             match_device_type: bool = True,
             numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY,
-            expected_sources: list[str] | None = None) -> list[dict]:
+            expected_sources: list[str] | None = None,
+            mac_prefix: str | None = None) -> list[dict]:
     """Claim an equivalent destination VF for each source allocation.
 
     All or nothing, and idempotent on ``migration_uuid``; the same uuid
@@ -459,6 +496,7 @@ def prepare(context, migration_uuid: str, instance_uuid: str,
     only when vfpool knows both hosts.  ``expected_sources`` (1.6): the
     addresses the caller believes the instance holds on the source; if
     the answer moves others, ``SourcesChanged`` and nothing changes.
+    With ``mac_prefix`` a source allocated without a MAC gets one.
     """
     session = context.session
     row, in_flight = view.find_with_in_flight(session, migration_uuid,
@@ -469,7 +507,8 @@ def prepare(context, migration_uuid: str, instance_uuid: str,
     else:
         pairs = _prepare_new(session, migration_uuid, instance_uuid,
                              source_host, dest_host, lease_seconds,
-                             match_device_type, numa_policy, in_flight)
+                             match_device_type, numa_policy, in_flight,
+                             mac_prefix)
     if expected_sources is not None:
         held = sorted(pair['source']['address'] for pair in pairs)
         if held != sorted(expected_sources):

@@ -184,7 +184,8 @@ class Manager:
             context, migration_uuid, instance_uuid, source_host, dest_host,
             lease, match_device_type=self.conf.pool.match_device_type,
             numa_policy=self.conf.pool.numa_policy,
-            expected_sources=expected_sources)
+            expected_sources=expected_sources,
+            mac_prefix=self.conf.pool.mac_prefix.lower())
         self.notifier.emit(context, notifications.MIGRATION_CLAIM,
                            migration_uuid=migration_uuid,
                            instance_uuid=instance_uuid,

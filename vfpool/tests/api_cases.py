@@ -991,6 +991,30 @@ class ApiBehaviour:
         self.assertEqual(1, migration_obj.reap_fences(ctxt, 3600))
         self.assertEqual([], table_dump(self.engine)[Fence.__tablename__])
 
+    def test_allocation_without_a_mac_gets_one_when_it_moves(self):
+        # Issue 18 item 12: allocations made before RPC 1.2 have no MAC,
+        # and a VF is plugged again only with its MAC.
+        self.two_hosts()
+        instance, allocs = self._allocated(vfs=2)
+        VF = models.VirtualFunction
+        bare = allocs[0]['address']
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(VF).where(VF.address == bare).values(
+                mac=None))
+        migration = inv.new_uuid()
+        pairs = self.client.prepare_migration(None, migration, instance,
+                                              'src', 'dst')
+        mac = pairs[0]['source']['mac']
+        self.assertRegex(mac or '', r'^fa:16:3e(:[0-9a-f]{2}){3}$')
+        self.assertNotEqual(allocs[1]['mac'], mac)
+        self.assertEqual(mac, pairs[0]['dest']['mac'])
+        self.assertEqual(allocs[1]['mac'], pairs[1]['source']['mac'])
+        self.assertEqual(pairs, self.client.prepare_migration(
+            None, migration, instance, 'src', 'dst'))
+        done = self.client.complete_migration(None, migration)
+        self.assertEqual(sorted([mac, allocs[1]['mac']]),
+                         sorted(a['mac'] for a in done))
+
     def test_prepare_refuses_sources_that_are_not_as_expected(self):
         # Issue 18 item 7: the evacuating host read the instance's VFs on
         # the dead host, which released them before the prepare: an
