@@ -347,8 +347,7 @@ class VFMigrationPlugin:
             return self._rpc(method, context, record.migration_uuid,
                              **dict(self._belief(record), **kwargs))
         except exception.MigrationNotFound:
-            # An abort finds nothing once the destination gave it up.
-            if record.pairs and method != 'abort_migration':
+            if record.pairs:
                 raise
             LOG.debug('Migration %s of instance %s moved no VF and is '
                       'unknown to vfpool: nothing to settle',

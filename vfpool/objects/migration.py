@@ -60,7 +60,6 @@ TRANSITIONS: dict[str, dict[str | None, str]] = {
     'prepare': {None: IN_PROGRESS},
     'retarget': {IN_PROGRESS: IN_PROGRESS},
     'drop': {IN_PROGRESS: DROPPED},
-    'abandon': {IN_PROGRESS: DROPPED},
     'begin': {IN_PROGRESS: MOVING, MOVING: MOVING},
     'renew': {IN_PROGRESS: IN_PROGRESS, MOVING: MOVING},
     'complete': {IN_PROGRESS: COMPLETED, MOVING: COMPLETED,
@@ -168,7 +167,7 @@ def _refuse_fenced_now(session, migration_uuid: str, host: str) -> None:
     """Refuse ``host`` if fenced, as the latest committed rows say.
 
     A locking read, after the swap on the migration row: a fence
-    committed by an abandon since this transaction's first read is seen.
+    committed by a give-up since this transaction's first read is seen.
     """
     if session.connection().execute(
             sa.select(Fence.id).where(Fence.migration_uuid == migration_uuid,
@@ -697,50 +696,26 @@ def _end(session, row, transition: str, *guards) -> int | None:
     return _end_claims(session, row.uuid)
 
 
-def _abandon(session, row) -> int:
-    """The ``abandon`` transition: the destination gave up in progress.
-
-    The claims are freed and the sources unmarked, and the migration is
-    forgotten (its fence stays), so that the conductor's next destination
-    prepares it afresh.
-    """
-    conn = session.connection()
-    conn.execute(sa.delete(MigrationVF).where(
-        MigrationVF.migration_id == row.id))
-    dropped = conn.execute(sa.delete(Migration).where(
-        Migration.id == row.id, Migration.state == row.state,
-        Migration.state.in_(list(TRANSITIONS['abandon'])),
-        Migration.dest_host_id == row.dest_host_id)).rowcount
-    if not dropped:
-        raise _lost_race()
-    return _end_claims(session, row.uuid)
-
-
 def _give_up(session, migration_uuid: str, row, dest_host: str) -> int:
     """``abort_migration`` with ``dest_host``: that host gives up.
 
     Fenced for good whatever the migration's state, so its late prepare
-    is refused.  If it is the destination of a migration in progress the
-    attempt is abandoned; if moving, aborted; else nothing else changes.
-    The row, when there is one, is swapped even when it stays as it is,
-    so that a concurrent retarget to ``dest_host`` and this fence are
-    ordered (the retarget checks the fence after its own swap).
+    is refused.  If it is the destination of a migration in flight, the
+    migration is aborted; else nothing else changes, but the row is
+    swapped all the same (as it is), so that a concurrent retarget to
+    ``dest_host`` and this fence are ordered (the retarget checks the
+    fence after its own swap).
     """
     if row is not None and row.dest_name == dest_host:
         if row.state == COMPLETED:
-            raise _conflict(row, 'given up by %s' % dest_host)
+            raise _conflict(row, 'aborted')
         _fence(session, migration_uuid, dest_host)
-        if row.state == IN_PROGRESS:
-            LOG.info('Migration %s of instance %s abandoned by its '
-                     'destination %s', row.uuid, row.instance_uuid,
-                     dest_host)
-            return _abandon(session, row)
-        if row.state in TRANSITIONS['abort']:
-            freed = _end(session, row, 'abort')
-            if freed is None:
-                raise _lost_race()
-            return freed
-        return 0
+        if row.state not in TRANSITIONS['abort']:
+            return 0
+        freed = _end(session, row, 'abort')
+        if freed is None:
+            raise _lost_race()
+        return freed
     _fence(session, migration_uuid, dest_host)
     if row is not None and not session.connection().execute(
             sa.update(Migration).where(
