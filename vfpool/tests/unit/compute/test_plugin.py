@@ -951,6 +951,35 @@ class TestLostReplies(ThreadsTestCase):
         self.assertEqual({'available'}, set(self.states(SRC).values()))
         self.assertEqual(1, len(dom.attach_calls))
 
+    def test_capped_at_1_1_plugs_no_claim_before_the_completion(self):
+        # Issue 18 item 12: below RPC 1.2 nothing begins the migration, so
+        # a lapsed lease may give its claims away while they are plugged.
+        self.conf.set_override('vfpool', '1.1', group='upgrade_levels')
+        capped = rpcapi.VfpoolAPI(self.conf, transport=self.rpc.transport)
+        self.conf.clear_override('vfpool', group='upgrade_levels')
+        client = LosingClient(capped, complete_migration=1)
+        src_plugin = self.plugin(SRC, capped)
+        dst_plugin = self.plugin(DST, client)
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+        src_plugin.detach_source_vfs(self.ctxt, self.instance,
+                                     self.migration, self.source_domain())
+        dom = self.dest_domain()
+
+        result = dst_plugin.post_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration, dom)
+
+        # Nothing plugged now; the settler completes, then plugs.
+        self.assertEqual([], result)
+        src_plugin.post_live_migration(self.ctxt, self.instance,
+                                       self.migration)
+        self.assert_no_threads()
+        claimed = pairs[0]['dest']['address']
+        self.assertEqual([claimed], self.owned(DST))
+        self.assertIsNotNone(vf_plugin.find_vf_interface(dom.XMLDesc(0),
+                                                         pairs[0]['dest']))
+        self.assertEqual(1, len(dom.attach_calls))
+
     def test_failed_attach_without_answer_raises_now_records_later(self):
         self.conf.set_override('reattach_failure_policy', 'error',
                                group='migration')
