@@ -84,6 +84,26 @@ class MigrationStateConflict(Conflict):
                '%(action)s.')
 
 
+class MigrationFenced(MigrationStateConflict):
+    """(1.6) The call names a destination or source the migration has not.
+
+    A prepare for a destination the migration left or whose compute gave
+    up, or a call whose caller believes in other hosts than the
+    migration's: stale, so nothing changed.  A MigrationStateConflict,
+    so that code written for that keeps refusing.
+    """
+
+    msg_fmt = 'Migration %(migration_uuid)s: %(reason)s; nothing changed.'
+
+
+class SourcesChanged(Conflict):
+    """(1.6) The instance's VFs on the source are not those expected."""
+
+    msg_fmt = ('Instance %(instance_uuid)s holds %(held)s on host '
+               '%(host)s, not %(expected)s as the caller expected; nothing '
+               'changed.')
+
+
 class LeaseExpired(Conflict):
     msg_fmt = ('The lease of migration %(migration_uuid)s expired and its '
                'destination VFs are no longer free.')

@@ -34,6 +34,13 @@ API version history:
         server one UPDATE; ping also answers the worker's ``pid``
 * 1.5 - report_unchanged(host, digest): an unchanged snapshot's report
         without the snapshot
+* 1.6 - the fence: begin/renew/complete/abort_migration(source_host=,
+        dest_host=) name the hosts the caller believes in (refused with
+        MigrationFenced if stale); abort_migration(dest_host=) lets that
+        destination give its attempt up for good; prepare_migration
+        (expected_sources=) refuses with SourcesChanged, and a prepare
+        for a destination the migration left is refused.  Sent only when
+        the cap allows, else the call as before 1.6.
 
 Every method is a ``call``.  Errors arrive as the very classes of
 ``vfpool.exception`` that the server raised.  A client caps what it
@@ -51,7 +58,7 @@ import oslo_messaging as messaging
 from vfpool import rpc
 from vfpool import rpc_types
 
-RPC_API_VERSION = '1.5'
+RPC_API_VERSION = '1.6'
 
 
 class VersionTooNew(Exception):
@@ -78,6 +85,22 @@ class VfpoolAPI:
 
     def can_send_version(self, version: str) -> bool:
         return self.client.can_send_version(version)
+
+    def _fenced(self, context, version: str, method: str,
+                timeout: float | None = None, **kwargs):
+        """Send ``method`` with its 1.6 arguments when the cap allows.
+
+        The 1.6 arguments are those of ``kwargs`` not None; capped below
+        1.6 they are left out and the call is the one of ``version``.
+        """
+        new = {_WIRE_NAMES.get(key, key): kwargs.pop(key)
+               for key in _FENCE_ARGS if key in kwargs}
+        new = {key: value for key, value in new.items() if value is not None}
+        if new and self.can_send_version('1.6'):
+            return self._call(context, '1.6', method, timeout=timeout,
+                              **kwargs, **new)
+        return self._call(context, version, method, timeout=timeout,
+                          **kwargs)
 
     def _newest(self, *versions: str) -> str:
         """The first of ``versions`` (newest first) the cap allows."""
@@ -142,25 +165,34 @@ class VfpoolAPI:
                           instance_uuid: str, source_host: str,
                           dest_host: str,
                           lease_seconds: int | None = None,
+                          expected_sources: list[str] | None = None,
                           ) -> list[rpc_types.MigrationPair]:
+        """``expected_sources`` (1.6): see the module's history."""
         kwargs = {} if lease_seconds is None else {
             'lease_seconds': lease_seconds}
-        return self._call(context, self._newest('1.2', '1.0'),
-                          'prepare_migration', migration_uuid=migration_uuid,
-                          instance_uuid=instance_uuid,
-                          source_host=source_host, dest_host=dest_host,
-                          **kwargs)
+        return self._fenced(context, self._newest('1.2', '1.0'),
+                            'prepare_migration',
+                            migration_uuid=migration_uuid,
+                            instance_uuid=instance_uuid,
+                            source_host=source_host, dest_host=dest_host,
+                            expected_sources=expected_sources, **kwargs)
 
     def renew_migration(self, context, migration_uuid: str,
-                        lease_seconds: int | None = None) -> str:
+                        lease_seconds: int | None = None,
+                        source_host: str | None = None,
+                        dest_host: str | None = None) -> str:
         kwargs = {} if lease_seconds is None else {
             'lease_seconds': lease_seconds}
-        return self._call(context, '1.0', 'renew_migration',
-                          migration_uuid=migration_uuid, **kwargs)
+        return self._fenced(context, '1.0', 'renew_migration',
+                            migration_uuid=migration_uuid,
+                            believed_source=source_host,
+                            believed_dest=dest_host, **kwargs)
 
     def complete_migration(self, context, migration_uuid: str,
                            reclaim: bool = False,
-                           timeout: float | None = None
+                           timeout: float | None = None,
+                           source_host: str | None = None,
+                           dest_host: str | None = None,
                            ) -> list[rpc_types.Allocation]:
         """``reclaim`` (1.2): after a lapsed lease, settle what can be had.
 
@@ -168,16 +200,26 @@ class VfpoolAPI:
         lease expired raises LeaseExpired and nothing changes.  ``timeout``
         (client side only) bounds the wait for this one answer.
         """
-        if reclaim:
-            return self._call(context, '1.2', 'complete_migration',
-                              timeout=timeout,
-                              migration_uuid=migration_uuid, reclaim=True)
-        return self._call(context, '1.0', 'complete_migration',
-                          timeout=timeout, migration_uuid=migration_uuid)
+        kwargs: dict[str, typing.Any] = {'reclaim': True} if reclaim else {}
+        return self._fenced(context, '1.2' if reclaim else '1.0',
+                            'complete_migration', timeout=timeout,
+                            migration_uuid=migration_uuid,
+                            believed_source=source_host,
+                            believed_dest=dest_host, **kwargs)
 
-    def abort_migration(self, context, migration_uuid: str) -> int:
-        return self._call(context, '1.0', 'abort_migration',
-                          migration_uuid=migration_uuid)
+    def abort_migration(self, context, migration_uuid: str,
+                        source_host: str | None = None,
+                        dest_host: str | None = None) -> int:
+        """``dest_host`` (1.6): only that destination's attempt ends.
+
+        Capped below 1.6 it is left out and the migration is aborted
+        whatever its destination: check ``can_send_version('1.6')``
+        before giving up a destination that may no longer be current.
+        """
+        return self._fenced(context, '1.0', 'abort_migration',
+                            migration_uuid=migration_uuid,
+                            believed_source=source_host,
+                            believed_dest=dest_host)
 
     def get_instance(self, context,
                      instance_uuid: str) -> rpc_types.Instance:
@@ -208,12 +250,19 @@ class VfpoolAPI:
     # 1.2
 
     def begin_migration(self, context, migration_uuid: str,
-                        lease_seconds: int | None = None) -> str:
-        """Say the source is about to detach; returns the new expiry."""
+                        lease_seconds: int | None = None,
+                        source_host: str | None = None,
+                        dest_host: str | None = None) -> str:
+        """Say the source is about to detach; returns the new expiry.
+
+        ``dest_host`` (1.6): Nova's destination, refused if not vfpool's.
+        """
         kwargs = {} if lease_seconds is None else {
             'lease_seconds': lease_seconds}
-        return self._call(context, '1.2', 'begin_migration',
-                          migration_uuid=migration_uuid, **kwargs)
+        return self._fenced(context, '1.2', 'begin_migration',
+                            migration_uuid=migration_uuid,
+                            believed_source=source_host,
+                            believed_dest=dest_host, **kwargs)
 
     # 1.3
 
@@ -226,6 +275,13 @@ class VfpoolAPI:
         """
         return self._call(context, '1.3', 'get_capacity', hosts=hosts,
                           requests=requests)
+
+
+#: The 1.6 arguments, by the name :meth:`VfpoolAPI._fenced` takes them;
+#: the belief in the hosts travels as ``source_host`` and ``dest_host``.
+_FENCE_ARGS = ('expected_sources', 'believed_source', 'believed_dest')
+_WIRE_NAMES = {'believed_source': 'source_host',
+               'believed_dest': 'dest_host'}
 
 
 def _ctxt(context) -> dict:

@@ -64,9 +64,14 @@ class DestinationHooks:
         LOG.info('Claiming destination VFs on %s for instance %s '
                  '(migration %s from %s)', dest_host, instance_uuid,
                  migration_uuid, source_host)
-        pairs = self.settlement.call('prepare_migration', context,
-                                     migration_uuid, instance_uuid,
-                                     source_host, dest_host, lease_seconds)
+        try:
+            pairs = self.settlement.call('prepare_migration', context,
+                                         migration_uuid, instance_uuid,
+                                         source_host, dest_host,
+                                         lease_seconds)
+        except Exception:
+            self._give_up(context, migration_uuid, dest_host)
+            raise
         record = self.records.remember(MigrationRecord(
             migration_uuid, instance_uuid, source_host, dest_host, pairs))
         record.pairs = pairs
@@ -78,6 +83,23 @@ class DestinationHooks:
                      pair['dest']['address'], dest_host,
                      pair['source'].get('mac'))
         return pairs
+
+    def _give_up(self, context, migration_uuid: str, dest_host: str) -> None:
+        """The prepare failed here: fence this destination for good.
+
+        A prepare that timed out may still be queued; once this host has
+        given up (RPC 1.6) the server refuses it, so it cannot take the
+        migration back from the next destination Nova tries.  Best effort.
+        """
+        if (dest_host != self.host
+                or not self.settlement.client.can_send_version('1.6')):
+            return
+        try:
+            self.settlement.call('abort_migration', context, migration_uuid,
+                                 dest_host=dest_host)
+        except Exception as exc:
+            LOG.warning('Could not give up migration %s on %s: %s',
+                        migration_uuid, dest_host, exc)
 
     def post_live_migration_at_destination(
             self, context, instance_uuid: str, migration_uuid: str,
@@ -122,8 +144,13 @@ class DestinationHooks:
                 self.records.fill_dest_host(context, record)
             except messaging.MessagingException:
                 record.dest_host = self.host
-        vf_records.check_host(record.dest_host or self.host, self.host,
-                              'post_live_migration_at_destination')
+        if record.dest_host != self.host:
+            # Retargeted away (or never here): those addresses are
+            # another host's; plug nothing (RPC 1.6 refuses the complete).
+            raise exception.MigrationFenced(
+                migration_uuid=migration_uuid,
+                reason='its destination is %s, not %s; nothing plugged'
+                % (record.dest_host, self.host))
         try:
             dom = self.guests.domain(instance_uuid, domain)
         except libvirt.libvirtError as exc:
@@ -200,7 +227,10 @@ class DestinationHooks:
         and recovers what it gave.  ``ReattachFailed`` is raised now when
         a VF failed and the policy can only end in ``failed``.
         """
-        claimed = [pair['dest'] for pair in record.pairs]
+        # Below RPC 1.2 the migration was never begun: its lapsed lease may
+        # give the claims away, so they wait for the completion.
+        claimed = ([pair['dest'] for pair in record.pairs]
+                   if self.settlement.client.can_send_version('1.2') else [])
         outcomes = []
         for alloc in claimed:
             LOG.info('Attaching claimed VF %s (MAC %s, VLAN %s) to instance '

@@ -137,7 +137,8 @@ class VFMigrationPlugin:
             conf, xml_builder, guest.Connection(conf, connection),
             registry or events.default_registry())
         self.records = records.MigrationRecords(
-            conf, self.call, self.client.renew_migration, owner=owner)
+            conf, self.call, self.client.renew_migration, owner=owner,
+            host=host)
         self.settlement = settlement.Settlement(conf, self.client, self.call,
                                                 self.records)
         self.source = source.SourceHooks(host, self.client, self.records,
@@ -217,10 +218,12 @@ class VFMigrationPlugin:
     def detach_source_vfs(self, context, instance_uuid: str,
                           migration_uuid: str,
                           domain: libvirt.virDomain | None = None,
-                          pairs: list[dict] | None = None) -> list[dict]:
+                          pairs: list[dict] | None = None,
+                          dest_host: str | None = None) -> list[dict]:
         """Source, before migrating: unplug the VFs; see :mod:`.source`."""
         return self.source.detach_source_vfs(
-            context, instance_uuid, migration_uuid, domain, pairs)
+            context, instance_uuid, migration_uuid, domain, pairs,
+            dest_host)
 
     prepare_source_for_migration = detach_source_vfs
 

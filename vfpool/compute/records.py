@@ -59,6 +59,21 @@ class MigrationRecord:
     detached: dict[str, DetachedVF] | None = None
 
 
+def belief(record: MigrationRecord, host: str | None) -> dict[str, str]:
+    """(RPC 1.6) Which side of ``record`` ``host`` is, for the server to check.
+
+    The server refuses (``MigrationFenced``) a call whose side it no longer
+    has, so a late or stale call cannot act on a newer attempt.
+    """
+    if host is None:
+        return {}
+    if record.dest_host == host:
+        return {'dest_host': host}
+    if record.source_host == host:
+        return {'source_host': host}
+    return {}
+
+
 def check_host(expected: str, host: str, hook: str) -> None:
     """Warn when a hook runs on another host than the migration says."""
     if expected != host:
@@ -81,9 +96,10 @@ class MigrationRecords:
 
     def __init__(self, conf: cfg.ConfigOpts, call: Call,
                  renew: typing.Callable[..., str],
-                 owner: typing.Callable[[str], bool | None] | None = None
-                 ) -> None:
+                 owner: typing.Callable[[str], bool | None] | None = None,
+                 host: str | None = None) -> None:
         self.conf = conf
+        self.host = host
         self._call = call
         self._renew = renew
         self.owner = owner
@@ -155,7 +171,7 @@ class MigrationRecords:
 
         def renew() -> str:
             return self._renew(context, record.migration_uuid,
-                               lease_seconds)
+                               lease_seconds, **belief(record, self.host))
 
         def wanted() -> bool | None:
             return None if owner is None else owner(record.migration_uuid)

@@ -55,7 +55,9 @@ class Settlement:
         """
         try:
             return self.call(method, context, record.migration_uuid,
-                             **kwargs)
+                             **dict(vf_records.belief(record,
+                                                      self.records.host),
+                                    **kwargs))
         except exception.MigrationNotFound:
             if record.pairs:
                 raise

@@ -54,7 +54,8 @@ class SourceHooks:
     def detach_source_vfs(self, context, instance_uuid: str,
                           migration_uuid: str,
                           domain: libvirt.virDomain | None = None,
-                          pairs: list[dict] | None = None) -> list[dict]:
+                          pairs: list[dict] | None = None,
+                          dest_host: str | None = None) -> list[dict]:
         """Unplug every VF of the guest on the source, before migrating.
 
         Call it in the driver's live_migration right before
@@ -93,7 +94,7 @@ class SourceHooks:
             raise error
         if record.pairs:
             try:
-                expiry = self._begin(context, record)
+                expiry = self._begin(context, record, dest_host)
             except Exception as exc:
                 self._undo_detach(context, record, dom, [], exc)
                 raise
@@ -133,8 +134,13 @@ class SourceHooks:
                  len(done), instance_uuid, migration_uuid)
         return [d.alloc for d in done]
 
-    def _begin(self, context, record: MigrationRecord) -> str | None:
-        """``begin_migration``; the lease's expiry it answered, if any."""
+    def _begin(self, context, record: MigrationRecord,
+               dest_host: str | None = None) -> str | None:
+        """``begin_migration``; the lease's expiry it answered, if any.
+
+        It names Nova's destination (RPC 1.6), so nothing is detached for
+        a destination vfpool no longer has (``MigrationFenced``).
+        """
         if not self.client.can_send_version('1.2'):
             LOG.warning('Client capped at %s ([upgrade_levels] vfpool): '
                         'migration %s is not marked as moving, so its lease '
@@ -142,7 +148,9 @@ class SourceHooks:
                         self.client.version_cap, record.migration_uuid)
             return None
         expiry = self.settlement.call('begin_migration', context,
-                                      record.migration_uuid)
+                                      record.migration_uuid,
+                                      source_host=self.host,
+                                      dest_host=dest_host)
         LOG.info('Migration %s of instance %s is moving (lease until %s)',
                  record.migration_uuid, record.instance_uuid, expiry)
         return expiry

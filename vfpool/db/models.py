@@ -241,6 +241,36 @@ class Migration(TimestampMixin, Base):
         sa.String(36), nullable=True)
 
 
+class MigrationFence(Base):
+    """A destination that migration ``migration_uuid`` left for good.
+
+    Written when a retarget moves the migration away from ``host`` and
+    when ``host`` abandons its attempt (``abort_migration`` with
+    ``dest_host``).  Keyed by the migration's uuid, not its row, so that
+    an abandon may come before the prepare it fences, and outlive a row
+    that is dropped.  A prepare of the uuid for ``host`` is refused
+    (``MigrationFenced``): a migration never returns to a destination
+    it left, so (uuid, destination) names one attempt for good.  The
+    reaper deletes fences after ``[pool] released_request_retention``.
+    """
+
+    __tablename__ = 'migration_fences'
+    __table_args__ = (
+        sa.UniqueConstraint('migration_uuid', 'host',
+                            name='uniq_migration_fences0uuid0host'),
+        sa.Index('migration_fences_created_at_idx', 'created_at'),
+        {'mysql_engine': 'InnoDB', 'mysql_charset': 'utf8mb4'},
+    )
+
+    id: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, primary_key=True, autoincrement=True)
+    migration_uuid: orm.Mapped[str] = orm.mapped_column(
+        sa.String(36), nullable=False)
+    host: orm.Mapped[str] = orm.mapped_column(sa.String(255), nullable=False)
+    created_at: orm.Mapped[datetime.datetime] = orm.mapped_column(
+        DateTime, nullable=False)
+
+
 class MigrationVF(Base):
     """One source allocation of a migration and the VF claimed for it.
 

@@ -333,7 +333,7 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
             raise nova_exception.InvalidHostname(hostname=dest)
         migration_uuid = migrate_data.migration.uuid
         try:
-            self._detach_source_vfs(context, instance, migration_uuid)
+            self._detach_source_vfs(context, instance, migration_uuid, dest)
         except Exception as exc:
             LOG.error('vfpool: not migrating: %s', exc, instance=instance)
             recover_method(context, instance, dest, migrate_data)
@@ -350,8 +350,8 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
                           'migration complete or abort',
                           migration_uuid, instance=instance)
 
-    def _detach_source_vfs(self, context, instance,
-                           migration_uuid: str) -> None:
+    def _detach_source_vfs(self, context, instance, migration_uuid: str,
+                           dest: str | None = None) -> None:
         """Hand the plugin the claimed pairs, or note there are none.
 
         One ``get_instance``: the migration the destination claimed, with
@@ -364,7 +364,8 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
         if migration and migration['uuid'] == migration_uuid:
             self.vfpool.detach_source_vfs(
                 vctx, instance.uuid, migration_uuid,
-                domain=self._domain(instance), pairs=migration['vfs'])
+                domain=self._domain(instance), pairs=migration['vfs'],
+                dest_host=dest)
             return
         held = [a['address'] for a in info['allocations']
                 if a.get('host') == self.vfpool.host]

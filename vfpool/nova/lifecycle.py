@@ -372,7 +372,8 @@ class VfpoolLifecycle(_Driver):
                          instance=instance)
                 return False
             if held:
-                self._vfpool_evacuate(context, instance, sorted(held))
+                self._vfpool_evacuate(context, instance, sorted(held),
+                                      info.get('allocations', []))
                 return True
             if not requests:
                 return False
@@ -393,7 +394,8 @@ class VfpoolLifecycle(_Driver):
 
     # -- evacuate -------------------------------------------------------------
 
-    def _vfpool_evacuate(self, context, instance, sources: list[str]):
+    def _vfpool_evacuate(self, context, instance, sources: list[str],
+                         allocations: list | None = None):
         """Move the VFs the instance holds on its dead host(s) here.
 
         As a migration (prepare, then complete at once: the source is
@@ -407,9 +409,12 @@ class VfpoolLifecycle(_Driver):
             key = evacuation.uuid if evacuation else instance.uuid
             migration_uuid = str(uuid.uuid5(_NAMESPACE, '%s:%s:%s' % (
                 key, source, host)))
+            # RPC 1.6: the VFs read above, else SourcesChanged, not [].
+            expected = None if allocations is None else [
+                a['address'] for a in allocations if a.get('host') == source]
             pairs = self._vfpool_rpc('prepare_migration', context,
                                      migration_uuid, instance.uuid, source,
-                                     host)
+                                     host, expected_sources=expected)
             self._vfpool_rpc('complete_migration', context, migration_uuid)
             LOG.info('vfpool: evacuated %d VF(s) from %s (migration %s)',
                      len(pairs), source, migration_uuid, instance=instance)

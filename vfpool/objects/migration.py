@@ -20,6 +20,8 @@ the row re-checks it against the latest committed version, so a
 transaction that lost the row to another server starts over.
 """
 
+import types
+
 from oslo_db import exception as db_exc
 from oslo_log import log as logging
 from oslo_utils import timeutils
@@ -31,6 +33,7 @@ from vfpool.db import models
 from vfpool import exception
 from vfpool.objects import host as host_obj
 from vfpool.objects import leases
+from vfpool.objects import macs
 from vfpool.objects import migration_view as view
 from vfpool.objects import vf as vf_obj
 from vfpool import utils
@@ -42,6 +45,7 @@ PF = models.PhysicalFunction
 Host = models.Host
 Migration = models.Migration
 MigrationVF = models.MigrationVF
+Fence = models.MigrationFence
 
 IN_PROGRESS = models.IN_PROGRESS
 MOVING = models.MOVING
@@ -83,23 +87,29 @@ def _move(session, row, transition: str, *guards, **values) -> bool:
 
     The one writer of ``migrations.state``, so ``in_flight_instance_uuid``
     (one migration in flight per instance) follows the state everywhere.
+    The guard names the state and the destination as read: the attempt
+    (a migration never returns to a destination it left, see "The fence"
+    in the state-machine doc), so a swap that lost to a retarget fails
+    even when the state is the same again.
     """
     to_state = TRANSITIONS[transition][row.state]
     if not guards and not values:
         # The common case, with a statement built once.
         return bool(session.connection().execute(_MOVE, dict(
             _state_values(row.instance_uuid, to_state), move_id=row.id,
-            move_from=row.state)).rowcount)
+            move_from=row.state, move_dest=row.dest_host_id)).rowcount)
     values.update(_state_values(row.instance_uuid, to_state))
     return bool(session.connection().execute(
         sa.update(Migration)
-        .where(Migration.id == row.id, Migration.state == row.state, *guards)
+        .where(Migration.id == row.id, Migration.state == row.state,
+               Migration.dest_host_id == row.dest_host_id, *guards)
         .values(**values)).rowcount)
 
 
 _MOVE = (sa.update(Migration)
          .where(Migration.id == sa.bindparam('move_id'),
-                Migration.state == sa.bindparam('move_from'))
+                Migration.state == sa.bindparam('move_from'),
+                Migration.dest_host_id == sa.bindparam('move_dest'))
          .values({key: sa.bindparam(key) for key in _state_values('', '')}))
 
 
@@ -108,6 +118,62 @@ def _conflict(row, action: str) -> exception.VfpoolException:
         return exception.LeaseExpired(migration_uuid=row.uuid)
     return exception.MigrationStateConflict(
         migration_uuid=row.uuid, state=row.state, action=action)
+
+
+# The fence (doc/source/contributor/state-machine.rst, "The fence").
+
+def _fenced_error(migration_uuid: str, reason: str
+                  ) -> exception.MigrationFenced:
+    return exception.MigrationFenced(migration_uuid=migration_uuid,
+                                     reason=reason)
+
+
+def _left(migration_uuid: str, host: str) -> exception.MigrationFenced:
+    return _fenced_error(migration_uuid, 'it left destination %s, or that '
+                         'host gave it up, for good' % host)
+
+
+def check_belief(row, source_host: str | None,
+                 dest_host: str | None) -> None:
+    """Refuse a call whose caller believes in other hosts (1.6).
+
+    ``row`` carries ``source_name`` and ``dest_name``
+    (:func:`view.get_named`); the swap that follows guards on the
+    destination read with them.
+    """
+    if ((source_host is not None and source_host != row.source_name)
+            or (dest_host is not None and dest_host != row.dest_name)):
+        raise _fenced_error(row.uuid, 'it goes from %s to %s, not from %s '
+                            'to %s' % (row.source_name, row.dest_name,
+                                       source_host or row.source_name,
+                                       dest_host or row.dest_name))
+
+
+def _fence(session, migration_uuid: str, host: str) -> None:
+    """Record that the migration left ``host`` for good; idempotent.
+
+    A concurrent fence of the same pair fails on the unique key and the
+    transaction is retried.
+    """
+    session.connection().execute(
+        sa.insert(Fence).from_select(
+            ['migration_uuid', 'host', 'created_at'],
+            sa.select(sa.literal(migration_uuid, sa.String),
+                      sa.literal(host, sa.String), leases.now())
+            .where(~view.fenced(migration_uuid, host))))
+
+
+def _refuse_fenced_now(session, migration_uuid: str, host: str) -> None:
+    """Refuse ``host`` if fenced, as the latest committed rows say.
+
+    A locking read, after the swap on the migration row: a fence
+    committed by a give-up since this transaction's first read is seen.
+    """
+    if session.connection().execute(
+            sa.select(Fence.id).where(Fence.migration_uuid == migration_uuid,
+                                      Fence.host == host)
+            .with_for_update()).first() is not None:
+        raise _left(migration_uuid, host)
 
 
 def _lease(session, migration_id: int) -> str:
@@ -137,7 +203,9 @@ def _end_claims(session, migration_uuid: str) -> int:
 #: has no row.
 _HOSTS_AND_SOURCES = (
     sa.select(Host.id.label('host_ref_id'), Host.name.label('host_ref_name'),
-              Host.disabled.label('host_ref_disabled'), *vf_obj.COLUMNS)
+              Host.disabled.label('host_ref_disabled'),
+              view.fenced(sa.bindparam('uuid'), sa.bindparam('dest'))
+              .label('host_ref_fenced'), *vf_obj.COLUMNS)
     .select_from(Host)
     .outerjoin(VF, sa.and_(VF.host_id == Host.id,
                            Host.name == sa.bindparam('source'),
@@ -147,19 +215,25 @@ _HOSTS_AND_SOURCES = (
     .order_by(VF.id))
 
 
-def _hosts_and_sources(session, instance_uuid: str, source_host: str,
-                       dest_host: str) -> tuple[dict, list]:
-    """The known hosts by name, and the instance's VFs on the source."""
+def _hosts_and_sources(session, migration_uuid: str, instance_uuid: str,
+                       source_host: str, dest_host: str
+                       ) -> tuple[dict, list, bool]:
+    """The known hosts by name, the instance's VFs on the source.
+
+    And whether the migration left ``dest_host`` (a fence).
+    """
     hosts = {}
     sources = []
+    fenced = False
     for row in session.connection().execute(_HOSTS_AND_SOURCES, dict(
             source=source_host, dest=dest_host,
-            instance_uuid=instance_uuid)):
+            instance_uuid=instance_uuid, uuid=migration_uuid)):
         hosts[row.host_ref_name] = host_obj.HostRef(
             row.host_ref_id, row.host_ref_name, bool(row.host_ref_disabled))
+        fenced = bool(row.host_ref_fenced)
         if row.id is not None:
             sources.append(row)
-    return hosts, sources
+    return hosts, sources, fenced
 
 
 def _claim_for(session, migration_id: int, migration_uuid: str,
@@ -256,14 +330,49 @@ def _mark(session, migration_uuid: str, instance_uuid: str,
         raise _lost_race()
 
 
+def _with_macs(session, migration_uuid: str, host: str, sources,
+               mac_prefix: str | None) -> list:
+    """Give a MAC to each source allocated without one (before 1.2).
+
+    A VF is only plugged again with its MAC, so such an allocation could
+    never move nor come back.  Written on the marked source VFs (this
+    transaction holds them), a statement only where one is missing.
+    """
+    bare = [vf for vf in sources if vf.mac is None]
+    if not bare or mac_prefix is None:
+        return list(sources)
+    fresh = iter(macs.assign(session, host, mac_prefix, len(bare),
+                             {vf.mac for vf in sources if vf.mac}))
+    given = {}
+    for vf in bare:
+        mac = next(fresh)
+        if not session.connection().execute(
+                sa.update(VF).where(VF.id == vf.id, VF.mac.is_(None),
+                                    VF.migration_uuid == migration_uuid)
+                .values(mac=mac, generation=VF.generation + 1,
+                        updated_at=timeutils.utcnow())).rowcount:
+            raise _lost_race()
+        LOG.info('VF %s of instance %s on %s had no MAC (allocated before '
+                 'RPC 1.2): it gets %s', vf.address, vf.instance_uuid,
+                 host, mac)
+        given[vf.id] = mac
+    return [types.SimpleNamespace(**dict(vf._asdict(), mac=given[vf.id]))
+            if vf.id in given else vf for vf in sources]
+
+
 def _prepare_new(session, migration_uuid: str, instance_uuid: str,
                  source_host: str, dest_host: str, lease_seconds: int,
                  match_device_type: bool, numa_policy: str,
-                 in_flight: str | None) -> list[dict]:
-    hosts, sources = _hosts_and_sources(session, instance_uuid, source_host,
-                                        dest_host)
+                 in_flight: str | None,
+                 mac_prefix: str | None = None) -> list[dict]:
+    hosts, sources, fenced = _hosts_and_sources(
+        session, migration_uuid, instance_uuid, source_host, dest_host)
     source = hosts.get(source_host)
     busy = [vf.migration_uuid for vf in sources if vf.migration_uuid]
+    if migration_uuid in busy:
+        # The same prepare committed after our first read (READ
+        # COMMITTED): start over, and replay what it recorded.
+        raise _lost_race()
     if busy:
         raise exception.MigrationInProgress(instance_uuid=instance_uuid,
                                             migration_uuid=busy[0])
@@ -272,6 +381,8 @@ def _prepare_new(session, migration_uuid: str, instance_uuid: str,
         # Nothing to move, and a host vfpool does not know: nothing to
         # record either (Nova prepares every live migration).
         return []
+    if fenced:
+        raise _left(migration_uuid, dest_host)
     if dest is None:
         raise exception.HostNotFound(host=dest_host)
     if sources and dest.disabled:
@@ -283,6 +394,8 @@ def _prepare_new(session, migration_uuid: str, instance_uuid: str,
     if not sources:
         return []
     _mark(session, migration_uuid, instance_uuid, sources)
+    sources = _with_macs(session, migration_uuid, source_host, sources,
+                         mac_prefix)
     return _claim_for(session, migration_id, migration_uuid, instance_uuid,
                       sources, dest, match_device_type, numa_policy)
 
@@ -305,11 +418,13 @@ def _retarget(session, row, dest_host: str, lease_seconds: int,
         raise exception.HostNotFound(host=dest_host)
     if sources and dest.disabled:
         raise exception.HostDisabled(host=dest_host)
-    if not _move(session, row, 'retarget',
-                 Migration.dest_host_id == row.dest_host_id,
-                 dest_host_id=dest.id,
+    if not _move(session, row, 'retarget', dest_host_id=dest.id,
                  lease_expires_at=leases.expiry(lease_seconds)):
         raise _lost_race()
+    # Never back to a destination it left: the old one is fenced, the new
+    # one checked again now that the row is ours.
+    _refuse_fenced_now(session, row.uuid, dest_host)
+    _fence(session, row.uuid, row.dest_name)
     vf_obj.free(session, sa.and_(VF.migration_uuid == row.uuid, _is_claim()))
     session.connection().execute(
         sa.delete(MigrationVF).where(MigrationVF.migration_id == row.id))
@@ -339,15 +454,20 @@ def _drop(session, row) -> list[dict]:
 def _again(session, row, instance_uuid: str, source_host: str,
            dest_host: str, lease_seconds: int, match_device_type: bool,
            numa_policy: str) -> list[dict]:
-    """A prepare of a uuid seen before: replay, or retarget."""
-    names = host_obj.names_by_id(session,
-                                 {row.source_host_id, row.dest_host_id})
+    """A prepare of a uuid seen before: replay, or retarget.
+
+    ``row`` says whether the migration left ``dest_host``
+    (:func:`view.find_with_in_flight`): then it is refused, a replay
+    included.
+    """
     if (row.instance_uuid != instance_uuid
-            or names.get(row.source_host_id) != source_host):
+            or row.source_name != source_host):
         raise exception.InvalidInput(
             reason='migration %s was prepared for another instance or '
                    'another source host' % row.uuid)
-    if names.get(row.dest_host_id) == dest_host:
+    if row.fenced:
+        raise _left(row.uuid, dest_host)
+    if row.dest_name == dest_host:
         if row.state in (IN_PROGRESS, MOVING, COMPLETED):
             return view.pairs(session, row.id)
         raise _conflict(row, 'prepared again')
@@ -362,31 +482,50 @@ def _again(session, row, instance_uuid: str, source_host: str,
 def prepare(context, migration_uuid: str, instance_uuid: str,
             source_host: str, dest_host: str, lease_seconds: int,
             match_device_type: bool = True,
-            numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY) -> list[dict]:
+            numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY,
+            expected_sources: list[str] | None = None,
+            mac_prefix: str | None = None) -> list[dict]:
     """Claim an equivalent destination VF for each source allocation.
 
     All or nothing, and idempotent on ``migration_uuid``; the same uuid
-    with another destination retargets a migration still in progress.
-    An instance with no VF on ``source_host`` gets ``[]``, recorded as a
-    migration only when vfpool knows both hosts.
+    with another destination retargets a migration still in progress,
+    never to a destination it left (``MigrationFenced``).  An instance
+    with no VF on ``source_host`` gets ``[]``, recorded as a migration
+    only when vfpool knows both hosts.  ``expected_sources`` (1.6): the
+    addresses the caller believes the instance holds on the source; if
+    the answer moves others, ``SourcesChanged`` and nothing changes.
+    With ``mac_prefix`` a source allocated without a MAC gets one.
     """
     session = context.session
     row, in_flight = view.find_with_in_flight(session, migration_uuid,
-                                              instance_uuid)
+                                              instance_uuid, dest_host)
     if row is not None:
-        return _again(session, row, instance_uuid, source_host, dest_host,
-                      lease_seconds, match_device_type, numa_policy)
-    return _prepare_new(session, migration_uuid, instance_uuid, source_host,
-                        dest_host, lease_seconds, match_device_type,
-                        numa_policy, in_flight)
+        pairs = _again(session, row, instance_uuid, source_host, dest_host,
+                       lease_seconds, match_device_type, numa_policy)
+    else:
+        pairs = _prepare_new(session, migration_uuid, instance_uuid,
+                             source_host, dest_host, lease_seconds,
+                             match_device_type, numa_policy, in_flight,
+                             mac_prefix)
+    if expected_sources is not None:
+        held = sorted(pair['source']['address'] for pair in pairs)
+        if held != sorted(expected_sources):
+            # Raised inside the transaction: whatever it wrote is undone.
+            raise exception.SourcesChanged(
+                instance_uuid=instance_uuid, host=source_host,
+                held=', '.join(held) or 'no VF',
+                expected=', '.join(sorted(expected_sources)) or 'no VF')
+    return pairs
 
 
 # begin, renew
 
 def _extend(context, transition: str, action: str, migration_uuid: str,
-            lease_seconds: int) -> str:
+            lease_seconds: int, source_host: str | None,
+            dest_host: str | None) -> str:
     session = context.session
-    row = view.get_row(session, migration_uuid)
+    row = view.get_named(session, migration_uuid)
+    check_belief(row, source_host, dest_host)
     if row.state not in TRANSITIONS[transition]:
         raise _conflict(row, action)
     if not _move(session, row, transition,
@@ -397,21 +536,26 @@ def _extend(context, transition: str, action: str, migration_uuid: str,
 
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
-def begin(context, migration_uuid: str, lease_seconds: int) -> str:
+def begin(context, migration_uuid: str, lease_seconds: int,
+          source_host: str | None = None,
+          dest_host: str | None = None) -> str:
     """The source is about to detach: from now on no lease frees a VF.
 
     Returns the new lease expiry; LeaseExpired once the reaper took the
-    claims (the compute must not detach then).
+    claims (the compute must not detach then).  ``dest_host`` (1.6) is
+    Nova's destination: the source never detaches for another.
     """
     return _extend(context, 'begin', 'begun', migration_uuid,
-                   lease_seconds)
+                   lease_seconds, source_host, dest_host)
 
 
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
-def renew(context, migration_uuid: str, lease_seconds: int) -> str:
+def renew(context, migration_uuid: str, lease_seconds: int,
+          source_host: str | None = None,
+          dest_host: str | None = None) -> str:
     return _extend(context, 'renew', 'renewed', migration_uuid,
-                   lease_seconds)
+                   lease_seconds, source_host, dest_host)
 
 
 # complete
@@ -509,15 +653,20 @@ def _settle(session, row, found: list) -> None:
 @db_api.context_manager.writer
 def complete(context, migration_uuid: str, reclaim: bool = False,
              match_device_type: bool = True,
-             numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY) -> list[dict]:
+             numa_policy: str = pool_conf.DEFAULT_NUMA_POLICY,
+             source_host: str | None = None,
+             dest_host: str | None = None) -> list[dict]:
     """Make the destination claims the instance's allocations.
 
     One transaction: claims become allocations and the source VFs are
     freed.  After the lease expired, see :func:`_reacquire`.  Returns the
-    instance's allocations on the destination.
+    instance's allocations on the destination.  The swap names the
+    destination as read with the links, so a retarget committed since
+    makes it start over on the new links.
     """
     session = context.session
     row, found = view.get_row_and_links(session, migration_uuid)
+    check_belief(row, source_host, dest_host)
     if row.state == COMPLETED:
         return vf_obj.allocations(session, row.instance_uuid,
                                   row.dest_host_id)
@@ -545,12 +694,54 @@ def _end(session, row, transition: str, *guards) -> int | None:
     return _end_claims(session, row.uuid)
 
 
+def _give_up(session, migration_uuid: str, row, dest_host: str) -> int:
+    """``abort_migration`` with ``dest_host``: that host gives up.
+
+    Fenced for good whatever the migration's state, so its late prepare
+    is refused.  If it is the destination of a migration in flight, the
+    migration is aborted; else nothing else changes, but the row is
+    swapped all the same (as it is), so that a concurrent retarget to
+    ``dest_host`` and this fence are ordered (the retarget checks the
+    fence after its own swap).
+    """
+    if row is not None and row.dest_name == dest_host:
+        if row.state == COMPLETED:
+            raise _conflict(row, 'aborted')
+        _fence(session, migration_uuid, dest_host)
+        if row.state not in TRANSITIONS['abort']:
+            return 0
+        freed = _end(session, row, 'abort')
+        if freed is None:
+            raise _lost_race()
+        return freed
+    _fence(session, migration_uuid, dest_host)
+    if row is not None and not session.connection().execute(
+            sa.update(Migration).where(
+                Migration.id == row.id, Migration.state == row.state,
+                Migration.dest_host_id == row.dest_host_id)
+            .values(updated_at=timeutils.utcnow())).rowcount:
+        raise _lost_race()
+    return 0
+
+
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
-def abort(context, migration_uuid: str) -> int:
-    """Free the destination claims; the source allocations stay."""
+def abort(context, migration_uuid: str, source_host: str | None = None,
+          dest_host: str | None = None) -> int:
+    """Free the destination claims; the source allocations stay.
+
+    With ``dest_host`` (1.6) only that host's attempt ends (see
+    :func:`_give_up`); with ``source_host``, refused if the migration
+    leaves another host.
+    """
     session = context.session
-    row = view.get_row(session, migration_uuid)
+    if dest_host is not None:
+        row = view.find_named(session, migration_uuid)
+        if row is not None:
+            check_belief(row, source_host, None)
+        return _give_up(session, migration_uuid, row, dest_host)
+    row = view.get_named(session, migration_uuid)
+    check_belief(row, source_host, None)
     if row.state == COMPLETED:
         raise _conflict(row, 'aborted')
     if row.state not in TRANSITIONS['abort']:
@@ -618,3 +809,37 @@ def reap_expired(context, limit: int = 1000) -> list[tuple[str, int]]:
                      migration_uuid, freed)
             reaped.append((migration_uuid, freed))
     return reaped
+
+
+def _stale_fences(retention_seconds: int):
+    """Fences past the retention whose migration is not in flight."""
+    return sa.and_(
+        Fence.created_at < leases.expiry(-retention_seconds),
+        ~sa.exists().where(Migration.uuid == Fence.migration_uuid,
+                           Migration.in_flight_instance_uuid.is_not(None)))
+
+
+@db_api.context_manager.reader
+def _any_stale_fence(context, retention_seconds: int) -> bool:
+    return context.session.execute(sa.select(Fence.id).where(
+        _stale_fences(retention_seconds)).limit(1)).first() is not None
+
+
+@db_api.retry_on_deadlock
+@db_api.context_manager.writer
+def _delete_stale_fences(context, retention_seconds: int) -> int:
+    return context.session.execute(sa.delete(Fence).where(
+        _stale_fences(retention_seconds))).rowcount
+
+
+def reap_fences(context, retention_seconds: int) -> int:
+    """Forget the fences of migrations over for ``retention_seconds``.
+
+    After that a prepare of such a uuid for such a host would be taken
+    again: the retention must outlast any message still on its way, as
+    for released request ids.  A read first, so that an idle pass takes
+    no write lock.
+    """
+    if not _any_stale_fence(context, retention_seconds):
+        return 0
+    return _delete_stale_fences(context, retention_seconds)

@@ -39,35 +39,79 @@ def get_row(session, migration_uuid: str) -> models.Migration:
     return row
 
 
-_WITH_IN_FLIGHT = sa.select(Migration.__table__).where(sa.or_(
-    Migration.uuid == sa.bindparam('uuid'),
-    Migration.in_flight_instance_uuid == sa.bindparam('instance_uuid')))
+Fence = models.MigrationFence
+_SOURCE = models.Host.__table__.alias('source_host')
+_DEST = models.Host.__table__.alias('dest_host')
+#: Migrations with their hosts (each has both), for the names.
+_NAMED_FROM = (Migration.__table__
+               .join(_SOURCE, _SOURCE.c.id == Migration.source_host_id)
+               .join(_DEST, _DEST.c.id == Migration.dest_host_id))
+_NAMES = (_SOURCE.c.name.label('source_name'),
+          _DEST.c.name.label('dest_name'))
 
 
-def find_with_in_flight(session, migration_uuid: str, instance_uuid: str
+def fenced(migration_uuid, host):
+    """Whether ``host`` is a destination ``migration_uuid`` left."""
+    return sa.exists().where(Fence.migration_uuid == migration_uuid,
+                             Fence.host == host)
+
+
+_WITH_IN_FLIGHT = (
+    sa.select(Migration.__table__, *_NAMES,
+              fenced(sa.bindparam('uuid'), sa.bindparam('dest'))
+              .label('fenced'))
+    .select_from(_NAMED_FROM)
+    .where(sa.or_(
+        Migration.uuid == sa.bindparam('uuid'),
+        Migration.in_flight_instance_uuid == sa.bindparam('instance_uuid'))))
+
+
+def find_with_in_flight(session, migration_uuid: str, instance_uuid: str,
+                        dest_host: str = ''
                         ) -> tuple[sa.Row | None, str | None]:
     """The migration, and another of the instance's in flight, if any.
 
     One round trip for prepare: the migration ``migration_uuid`` (or
-    None) and the uuid of another migration of ``instance_uuid`` in
-    flight (or None).
+    None), with its hosts' names and whether ``dest_host`` is fenced for
+    it, and the uuid of another migration of ``instance_uuid`` in flight
+    (or None).
     """
     rows = session.connection().execute(_WITH_IN_FLIGHT, dict(
-        uuid=migration_uuid, instance_uuid=instance_uuid)).all()
+        uuid=migration_uuid, instance_uuid=instance_uuid,
+        dest=dest_host)).all()
     row = next((r for r in rows if r.uuid == migration_uuid), None)
     other = next((r.uuid for r in rows if r.uuid != migration_uuid
                   and r.in_flight_instance_uuid == instance_uuid), None)
     return row, other
 
 
+_NAMED = (sa.select(Migration.__table__, *_NAMES).select_from(_NAMED_FROM)
+          .where(Migration.uuid == sa.bindparam('uuid')))
+
+
+def get_named(session, migration_uuid: str) -> sa.Row:
+    """:func:`get_row` with ``source_name`` and ``dest_name``."""
+    row = session.connection().execute(
+        _NAMED, dict(uuid=migration_uuid)).first()
+    if row is None:
+        raise exception.MigrationNotFound(migration_uuid=migration_uuid)
+    return row
+
+
+def find_named(session, migration_uuid: str) -> sa.Row | None:
+    return session.connection().execute(
+        _NAMED, dict(uuid=migration_uuid)).first()
+
+
 #: A migration with each of its links; a row is both the migration and
 #: a link (``link_id`` None when it has none).
 _WITH_LINKS = (
-    sa.select(Migration.__table__, MigrationVF.id.label('link_id'),
+    sa.select(Migration.__table__, *_NAMES, MigrationVF.id.label('link_id'),
               MigrationVF.source_vf_id, MigrationVF.dest_vf_id,
               MigrationVF.request_id, MigrationVF.mac, MigrationVF.vlan,
               MigrationVF.port_id)
-    .outerjoin(MigrationVF, MigrationVF.migration_id == Migration.id)
+    .select_from(_NAMED_FROM.outerjoin(
+        MigrationVF, MigrationVF.migration_id == Migration.id))
     .where(Migration.uuid == sa.bindparam('uuid'))
     .order_by(MigrationVF.id))
 

@@ -41,7 +41,7 @@ from vfpool import validation as v
 
 LOG = logging.getLogger(__name__)
 
-RPC_API_VERSION = '1.5'
+RPC_API_VERSION = '1.6'
 
 
 def endpoint(func):
@@ -78,6 +78,13 @@ class Manager:
                  notifier: notifications.Notifier | None = None):
         self.conf = conf
         self.notifier = notifier or notifications.Notifier(conf)
+
+    @staticmethod
+    def _beliefs(source_host, dest_host) -> dict:
+        """(1.6) The hosts a caller believes a migration has, checked."""
+        check = v.optional(v.name)
+        return dict(source_host=check('source_host', source_host),
+                    dest_host=check('dest_host', dest_host))
 
     def _lease(self, lease_seconds) -> int:
         if lease_seconds is None:
@@ -154,8 +161,17 @@ class Manager:
     @endpoint
     def prepare_migration(self, context, migration_uuid, instance_uuid,
                           source_host, dest_host, lease_seconds=None,
+                          expected_sources=None,
                           ) -> list[rpc_types.MigrationPair]:
+        """``expected_sources`` (1.6): the instance's source VFs.
+
+        The addresses the caller believes the instance holds on the
+        source; ``SourcesChanged`` if not, and nothing changes.
+        """
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
+        if expected_sources is not None:
+            expected_sources = v.items('expected_sources', expected_sources,
+                                       v.pci_address)
         instance_uuid = v.uuid('instance_uuid', instance_uuid)
         source_host = v.name('source_host', source_host)
         dest_host = v.name('dest_host', dest_host)
@@ -167,7 +183,9 @@ class Manager:
         pairs = migration_obj.prepare(
             context, migration_uuid, instance_uuid, source_host, dest_host,
             lease, match_device_type=self.conf.pool.match_device_type,
-            numa_policy=self.conf.pool.numa_policy)
+            numa_policy=self.conf.pool.numa_policy,
+            expected_sources=expected_sources,
+            mac_prefix=self.conf.pool.mac_prefix.lower())
         self.notifier.emit(context, notifications.MIGRATION_CLAIM,
                            migration_uuid=migration_uuid,
                            instance_uuid=instance_uuid,
@@ -177,28 +195,39 @@ class Manager:
 
     @endpoint
     def renew_migration(self, context, migration_uuid, lease_seconds=None,
-                        ) -> str:
+                        source_host=None, dest_host=None) -> str:
+        """``source_host``, ``dest_host`` (1.6): the caller's belief."""
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
         return migration_obj.renew(context, migration_uuid,
-                                   self._lease(lease_seconds))
+                                   self._lease(lease_seconds),
+                                   **self._beliefs(source_host, dest_host))
 
     @endpoint
     def complete_migration(self, context, migration_uuid, reclaim=False,
+                           source_host=None, dest_host=None,
                            ) -> list[rpc_types.Allocation]:
+        """``source_host``, ``dest_host`` (1.6): the caller's belief."""
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
         reclaim = v.boolean('reclaim', reclaim)
         result = migration_obj.complete(
             context, migration_uuid, reclaim=reclaim,
             match_device_type=self.conf.pool.match_device_type,
-            numa_policy=self.conf.pool.numa_policy)
+            numa_policy=self.conf.pool.numa_policy,
+            **self._beliefs(source_host, dest_host))
         self.notifier.emit(context, notifications.MIGRATION_COMPLETE,
                            migration_uuid=migration_uuid, allocations=result)
         return result
 
     @endpoint
-    def abort_migration(self, context, migration_uuid) -> int:
+    def abort_migration(self, context, migration_uuid, source_host=None,
+                        dest_host=None) -> int:
+        """``dest_host`` (1.6): that destination gives its attempt up.
+
+        It is fenced for good; ``source_host``: the caller's belief.
+        """
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
-        freed = migration_obj.abort(context, migration_uuid)
+        freed = migration_obj.abort(context, migration_uuid,
+                                    **self._beliefs(source_host, dest_host))
         self.notifier.emit(context, notifications.MIGRATION_ABORT,
                            migration_uuid=migration_uuid, freed=freed)
         return freed
@@ -251,10 +280,15 @@ class Manager:
 
     @endpoint
     def begin_migration(self, context, migration_uuid, lease_seconds=None,
-                        ) -> str:
+                        source_host=None, dest_host=None) -> str:
+        """``dest_host`` (1.6): Nova's destination, refused if stale.
+
+        So the source never detaches for a destination vfpool left.
+        """
         migration_uuid = v.uuid('migration_uuid', migration_uuid)
         expiry = migration_obj.begin(context, migration_uuid,
-                                     self._lease(lease_seconds))
+                                     self._lease(lease_seconds),
+                                     **self._beliefs(source_host, dest_host))
         self.notifier.emit(context, notifications.MIGRATION_BEGIN,
                            migration_uuid=migration_uuid,
                            lease_expires_at=expiry)

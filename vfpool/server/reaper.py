@@ -12,8 +12,9 @@
 
 """The reaper every server runs: expired claims go back to the pool.
 
-It also deletes the tombstones of released allocation requests once
-``[pool] released_request_retention`` has passed.
+It also deletes the tombstones of released allocation requests, and the
+fences of migrations over, once ``[pool] released_request_retention`` has
+passed.
 """
 
 from oslo_log import log as logging
@@ -47,6 +48,7 @@ class LeaseReaper:
             try:
                 allocation_obj.reap_released(context,
                                              self.retention_seconds)
+                migration_obj.reap_fences(context, self.retention_seconds)
             except Exception:
                 LOG.exception('Reaping released requests failed; next '
                               'pass retries')

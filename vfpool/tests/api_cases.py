@@ -449,7 +449,7 @@ class ApiBehaviour:
     # 1.1
 
     def test_ping(self):
-        self.assertEqual('1.5', self.client.ping(None)['version'])
+        self.assertEqual('1.6', self.client.ping(None)['version'])
 
     def test_replace_allocation_swaps_in_one_step(self):
         self.report('h1', inv.pf(5, 2))
@@ -862,6 +862,186 @@ class ApiBehaviour:
         done = self.client.complete_migration(None, migration)
         self.assertEqual(sorted(macs), sorted(a['mac'] for a in done))
 
+    # 1.6: the fence (issue 18)
+
+    def test_late_prepare_never_takes_a_migration_back(self):
+        # Issue 18 item 1: the conductor left dst for third; dst's late
+        # prepare must not retarget the migration back.
+        self.three_hosts()
+        instance, migration, _first = self._prepared()
+        pairs = self.client.prepare_migration(None, migration, instance,
+                                              'src', 'third')
+        before = table_dump(self.engine)
+        self.assertRaises(exception.MigrationFenced,
+                          self.client.prepare_migration, None, migration,
+                          instance, 'src', 'dst')
+        self.assertEqual(before, table_dump(self.engine))
+        # third's own replays stay idempotent.
+        self.assertEqual(pairs, self.client.prepare_migration(
+            None, migration, instance, 'src', 'third'))
+        self.assertEqual(before, table_dump(self.engine))
+
+    def test_destination_that_gave_up_is_fenced_before_its_prepare(self):
+        # Issue 18 item 1 as Nova shows it: dst's prepares time out and
+        # are still queued; dst gives up, third claims; then dst's
+        # prepare arrives.  It is refused, third keeps the migration.
+        self.three_hosts()
+        instance, _allocs = self._allocated()
+        migration = inv.new_uuid()
+        self.assertEqual(0, self.client.abort_migration(
+            None, migration, dest_host='dst'))
+        pairs = self.client.prepare_migration(None, migration, instance,
+                                              'src', 'third')
+        before = table_dump(self.engine)
+        self.assertRaises(exception.MigrationFenced,
+                          self.client.prepare_migration, None, migration,
+                          instance, 'src', 'dst')
+        self.assertEqual(before, table_dump(self.engine))
+        # Giving up again, from a host that is not the destination,
+        # changes nothing that matters.
+        self.assertEqual(0, self.client.abort_migration(
+            None, migration, dest_host='dst'))
+        self.assertEqual(before[models.VirtualFunction.__tablename__],
+                         table_dump(self.engine)[
+                             models.VirtualFunction.__tablename__])
+        done = self.client.complete_migration(None, migration,
+                                              source_host='src',
+                                              dest_host='third')
+        self.assertEqual([pairs[0]['dest']['address']],
+                         [a['address'] for a in done])
+
+    def test_destination_giving_up_its_own_claim_aborts_it(self):
+        self.three_hosts()
+        instance, migration, _first = self._prepared(vfs=2)
+        self.assertEqual(2, self.client.abort_migration(
+            None, migration, dest_host='dst'))
+        self.assertEqual('aborted', migration_row(self.engine,
+                                                  migration).state)
+        table = vf_table(self.engine)
+        self.assertEqual({('available', None, None)}, {
+            v for (h, _a), v in table.items() if h == 'dst'})
+        self.assertEqual({('allocated', instance, None)}, {
+            v for (h, _a), v in table.items()
+            if h == 'src' and v[1] is not None})
+        before = table_dump(self.engine)
+        self.assertEqual(0, self.client.abort_migration(
+            None, migration, dest_host='dst'))
+        self.assertEqual(before, table_dump(self.engine))
+        self.assertRaises(exception.MigrationFenced,
+                          self.client.prepare_migration, None, migration,
+                          instance, 'src', 'dst')
+
+    def test_calls_whose_caller_believes_in_other_hosts_are_refused(self):
+        # The source's begin names Nova's destination: it never detaches
+        # for a destination vfpool no longer has.  Nor does a complete
+        # settle, or a renew keep, another host's attempt.
+        self.three_hosts()
+        instance, migration, _first = self._prepared()
+        self.client.prepare_migration(None, migration, instance, 'src',
+                                      'third')
+        before = table_dump(self.engine)
+        for call, kwargs in (
+                (self.client.begin_migration, dict(dest_host='dst')),
+                (self.client.begin_migration, dict(source_host='dst')),
+                (self.client.renew_migration, dict(dest_host='dst')),
+                (self.client.complete_migration, dict(dest_host='dst')),
+                (self.client.complete_migration,
+                 dict(dest_host='dst', reclaim=True)),
+                (self.client.abort_migration, dict(source_host='third'))):
+            self.assertRaises(exception.MigrationFenced, call, None,
+                              migration, **kwargs)
+            self.assertEqual(before, table_dump(self.engine))
+        self.client.begin_migration(None, migration, source_host='src',
+                                    dest_host='third')
+        self.client.renew_migration(None, migration, dest_host='third')
+        # The destination's give-up cannot undo a migration that moves.
+        self.assertEqual(1, self.client.abort_migration(
+            None, migration, source_host='src', dest_host='third'))
+        self.assertEqual('aborted', migration_row(self.engine,
+                                                  migration).state)
+
+    def test_completed_migration_answers_only_its_destination(self):
+        self.three_hosts()
+        instance, migration, _first = self._prepared()
+        done = self.client.complete_migration(None, migration,
+                                              dest_host='dst')
+        self.assertEqual(done, self.client.complete_migration(
+            None, migration, source_host='src', dest_host='dst'))
+        self.assertRaises(exception.MigrationFenced,
+                          self.client.complete_migration, None, migration,
+                          dest_host='third')
+        self.assertRaises(exception.MigrationStateConflict,
+                          self.client.abort_migration, None, migration,
+                          dest_host='dst')
+
+    def test_fences_are_reaped_once_their_migration_is_over(self):
+        self.three_hosts()
+        instance, migration, _first = self._prepared()
+        self.client.prepare_migration(None, migration, instance, 'src',
+                                      'third')
+        Fence = models.MigrationFence
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(Fence).values(
+                created_at=datetime.datetime(2000, 1, 1)))
+        ctxt = vfpool_context.get_admin_context()
+        # Not while the migration is in flight: dst could come back.
+        self.assertEqual(0, migration_obj.reap_fences(ctxt, 3600))
+        self.client.complete_migration(None, migration)
+        self.assertEqual(1, migration_obj.reap_fences(ctxt, 3600))
+        self.assertEqual([], table_dump(self.engine)[Fence.__tablename__])
+
+    def test_allocation_without_a_mac_gets_one_when_it_moves(self):
+        # Issue 18 item 12: allocations made before RPC 1.2 have no MAC,
+        # and a VF is plugged again only with its MAC.
+        self.two_hosts()
+        instance, allocs = self._allocated(vfs=2)
+        VF = models.VirtualFunction
+        bare = allocs[0]['address']
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(VF).where(VF.address == bare).values(
+                mac=None))
+        migration = inv.new_uuid()
+        pairs = self.client.prepare_migration(None, migration, instance,
+                                              'src', 'dst')
+        mac = pairs[0]['source']['mac']
+        self.assertRegex(mac or '', r'^fa:16:3e(:[0-9a-f]{2}){3}$')
+        self.assertNotEqual(allocs[1]['mac'], mac)
+        self.assertEqual(mac, pairs[0]['dest']['mac'])
+        self.assertEqual(allocs[1]['mac'], pairs[1]['source']['mac'])
+        self.assertEqual(pairs, self.client.prepare_migration(
+            None, migration, instance, 'src', 'dst'))
+        done = self.client.complete_migration(None, migration)
+        self.assertEqual(sorted([mac, allocs[1]['mac']]),
+                         sorted(a['mac'] for a in done))
+
+    def test_prepare_refuses_sources_that_are_not_as_expected(self):
+        # Issue 18 item 7: the evacuating host read the instance's VFs on
+        # the dead host, which released them before the prepare: an
+        # answer of [] would boot the instance without them.
+        self.two_hosts()
+        instance, allocs = self._allocated(vfs=2)
+        held = [a['address'] for a in allocs]
+        migration = inv.new_uuid()
+        self.client.release(None, instance, 'src')
+        before = table_dump(self.engine)
+        self.assertRaises(exception.SourcesChanged,
+                          self.client.prepare_migration, None, migration,
+                          instance, 'src', 'dst', expected_sources=held)
+        self.assertEqual(before, table_dump(self.engine))
+        other, allocs = self._allocated(vfs=2)
+        held = [a['address'] for a in allocs]
+        self.assertRaises(exception.SourcesChanged,
+                          self.client.prepare_migration, None, migration,
+                          other, 'src', 'dst', expected_sources=held[:1])
+        self.assertIsNone(migration_row(self.engine, migration))
+        pairs = self.client.prepare_migration(
+            None, migration, other, 'src', 'dst',
+            expected_sources=list(reversed(held)))
+        self.assertEqual(held, [p['source']['address'] for p in pairs])
+        # A replay checks the same thing.
+        self.assertEqual(pairs, self.client.prepare_migration(
+            None, migration, other, 'src', 'dst', expected_sources=held))
+
 
 def _bad_input_cases():
     """(name, method, kwargs, expected exception) for the table test.
@@ -921,6 +1101,20 @@ def _bad_input_cases():
          'Invalid'),
         ('begin-uuid', 'begin_migration', dict(migration_uuid='x'),
          'Invalid'),
+        ('belief-host', 'begin_migration', dict(dest_host=['dst']),
+         'Invalid'),
+        ('belief-empty', 'complete_migration', dict(source_host=''),
+         'Invalid'),
+        ('expected-sources', 'prepare_migration',
+         dict(expected_sources='0000:05:10.0'), 'Invalid'),
+        ('expected-address', 'prepare_migration',
+         dict(expected_sources=['05:10.0']), 'Invalid'),
+        ('stale-begin', 'begin_migration', dict(dest_host='src'),
+         'MigrationFenced'),
+        ('stale-complete', 'complete_migration', dict(source_host='dst'),
+         'MigrationFenced'),
+        ('sources-changed', 'prepare_migration', dict(expected_sources=[]),
+         'SourcesChanged'),
         # missing and unknown fields
         ('request-missing', 'allocate', dict(requests=[{'vlan': 1}]),
          'Invalid'),

@@ -52,13 +52,21 @@ _WRITES = ('INSERT', 'UPDATE', 'DELETE')
 _WAIT = 60
 
 
-class HeldBeforeFirstWrite(fixtures.Fixture):
-    """Runs ``call`` in a thread held just before its first write."""
+def _is_write(statement: str) -> bool:
+    return statement.lstrip().split(None, 1)[0].upper() in _WRITES
 
-    def __init__(self, engine, call):
+
+class HeldBeforeFirstWrite(fixtures.Fixture):
+    """Runs ``call`` in a thread held just before its first write.
+
+    Or before the first statement ``when`` is true of.
+    """
+
+    def __init__(self, engine, call, when=_is_write):
         super().__init__()
         self.engine = engine
         self.call = call
+        self.when = when
         self.held = threading.Event()
         self.go = threading.Event()
         self.outcome = None
@@ -80,8 +88,7 @@ class HeldBeforeFirstWrite(fixtures.Fixture):
         if threading.current_thread() is not self.thread:
             return
         self.statements.append(statement)
-        if (not self.held.is_set()
-                and statement.lstrip().split(None, 1)[0].upper() in _WRITES):
+        if not self.held.is_set() and self.when(statement):
             self.held.set()
             self.go.wait(_WAIT)
 
@@ -130,8 +137,9 @@ class TestInterleavings(testscenarios.WithScenarios,
             self.context, instance, host, [inv.request(mac=inv.mac(1))],
             inv.new_uuid())[0]
 
-    def held(self, call):
-        return self.useFixture(HeldBeforeFirstWrite(self.engine, call))
+    def held(self, call, **kwargs):
+        return self.useFixture(HeldBeforeFirstWrite(self.engine, call,
+                                                    **kwargs))
 
     def owned(self) -> dict:
         """(host, address) -> instance, of every VF someone holds."""
@@ -232,6 +240,64 @@ class TestInterleavings(testscenarios.WithScenarios,
             for form in (db_exc.DBConsistencyError(error),
                          db_exc.DBError(error), error):
                 self.assertTrue(db_api._is_retriable(form), repr(form))
+
+    # Issue 18
+
+    def third(self) -> None:
+        host_obj.report_inventory(self.context, 'third', [inv.pf(8, 4)])
+
+    def test_issue18_item6_complete_settles_the_claims_of_a_retarget(self):
+        # complete read the migration and its links to dst; a retarget to
+        # third commits before complete's swap.  complete must settle
+        # third's claims, not free the source and orphan them.
+        self.third()
+        x, m = inv.new_uuid(), inv.new_uuid()
+        self.allocate(x)
+        migration_obj.prepare(self.context, m, x, 'src', 'dst', 600)
+        victim = self.held(lambda: migration_obj.complete(self.context, m))
+        pairs = migration_obj.prepare(self.context, m, x, 'src', 'third',
+                                      600)
+        outcome = victim.finish()
+        self.assertNotIsInstance(outcome, Exception)
+        moved = pairs[0]['dest']['address']
+        self.assertEqual([moved], [a['address'] for a in outcome])
+        table = api_cases.vf_table(self.engine)
+        self.assertEqual({('third', moved): ('allocated', x, None)}, {
+            key: row for key, row in table.items()
+            if row != ('available', None, None)})
+
+    def test_issue18_item12_same_prepare_committed_between_two_reads(self):
+        # The victim read no migration m; the same prepare commits before
+        # its read of the sources, which it finds marked by m itself.  It
+        # must replay, not refuse with its own uuid.
+        x, m = inv.new_uuid(), inv.new_uuid()
+        self.allocate(x)
+        victim = self.held(
+            lambda: migration_obj.prepare(self.context, m, x, 'src', 'dst',
+                                          600),
+            when=lambda statement: 'JOIN vfs' in statement)
+        first = migration_obj.prepare(self.context, m, x, 'src', 'dst', 600)
+        self.assertEqual(first, victim.finish())
+
+    def test_issue18_fence_retarget_loses_to_a_concurrent_give_up(self):
+        # The retarget to third read no fence; third gives up and commits
+        # before the retarget's swap.  The retarget is refused, and the
+        # migration stays on dst with its claim.
+        self.third()
+        x, m = inv.new_uuid(), inv.new_uuid()
+        self.allocate(x)
+        first = migration_obj.prepare(self.context, m, x, 'src', 'dst', 600)
+        victim = self.held(lambda: migration_obj.prepare(
+            self.context, m, x, 'src', 'third', 600))
+        self.assertEqual(0, migration_obj.abort(self.context, m,
+                                                dest_host='third'))
+        outcome = victim.finish()
+        self.assertIsInstance(outcome, exception.MigrationFenced)
+        table = api_cases.vf_table(self.engine)
+        self.assertEqual(('claimed', x, m),
+                         table[('dst', first[0]['dest']['address'])])
+        self.assertEqual(set(), {row for (h, _a), row in table.items()
+                                 if h == 'third' and row[0] != 'available'})
 
 
 def _snapshot_isolation(dbapi_connection, connection_record):

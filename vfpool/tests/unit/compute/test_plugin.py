@@ -55,6 +55,7 @@ from vfpool.tests.libvirt_standins import StandInDomain
 
 SRC = 'src-host'
 DST = 'dst-host'
+OTHER = 'other-host'
 STANDBY_ALIAS = 'ua-standby'
 _LIVE = libvirt.VIR_DOMAIN_AFFECT_LIVE
 _CONFIG = libvirt.VIR_DOMAIN_AFFECT_CONFIG
@@ -509,6 +510,45 @@ class TestMigrationFlow(PluginTestCase):
         self.assertEqual([self.allocs[0]['address']], self.owned(SRC))
         self.assertEqual({'available'}, set(self.states(DST).values()))
 
+    # Issue 18: the fence (RPC 1.6)
+
+    def test_source_never_detaches_for_a_destination_vfpool_left(self):
+        # Issue 18 item 1: Nova migrates to OTHER; a late prepare took
+        # the migration back to DST.  The source's begin names OTHER and
+        # is refused: nothing is detached, the migration is aborted.
+        self.client.report_inventory(self.ctxt, OTHER, [inv.pf(7, 2)])
+        self.plugin(OTHER).pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, OTHER)
+        self.client.prepare_migration(self.ctxt, self.migration,
+                                      self.instance, SRC, DST)
+        src_dom = self.source_domain()
+        self.assertRaises(exception.MigrationFenced,
+                          self.plugin(SRC).detach_source_vfs, self.ctxt,
+                          self.instance, self.migration, src_dom,
+                          dest_host=OTHER)
+        self.assertEqual([], src_dom.detach_calls)
+        self.assertEqual({STANDBY_ALIAS, 'ua-port-1'}, src_dom.aliases())
+        self.assertEqual([self.allocs[0]['address']], self.owned(SRC))
+        self.assertEqual('aborted', self.migration_state())
+
+    def test_destination_plugs_only_vfs_on_its_own_host(self):
+        # The migration was retargeted to OTHER after DST claimed: DST's
+        # late hook must neither settle OTHER's claims nor plug them.
+        self.client.report_inventory(self.ctxt, OTHER, [inv.pf(7, 2)])
+        dst_plugin = self.plugin(DST)
+        dst_plugin.pre_live_migration(self.ctxt, self.instance,
+                                      self.migration, SRC, DST)
+        self.client.prepare_migration(self.ctxt, self.migration,
+                                      self.instance, SRC, OTHER)
+        before = vf_table(self.engine)
+        self.assertRaises(
+            exception.MigrationFenced,
+            dst_plugin.post_live_migration_at_destination, self.ctxt,
+            self.instance, self.migration, self.dest_domain())
+        self.assertEqual([], self.builder.calls)
+        self.assertEqual(before, vf_table(self.engine))
+        self.assertEqual('in_progress', self.migration_state())
+
     def test_client_capped_at_1_1_does_not_begin(self):
         self.plugin(DST).pre_live_migration(
             self.ctxt, self.instance, self.migration, SRC, DST)
@@ -825,6 +865,41 @@ class LosingClient(CountingClient):
         return lossy
 
 
+class QueuingClient(CountingClient):
+    """The real client, whose calls of some methods wait in a queue.
+
+    The caller gets ``MessagingTimeout`` at once, as behind a slow server
+    worker; :meth:`deliver` runs the queued calls later, in order.
+    """
+
+    def __init__(self, client: rpcapi.VfpoolAPI, *queued: str) -> None:
+        super().__init__(client)
+        self.queued = queued
+        self.queue: list = []
+
+    def __getattr__(self, name: str):
+        call = super().__getattr__(name)
+        if name not in self.queued:
+            return call
+
+        def queue(*args, **kwargs):
+            self.calls.append(name)
+            self.queue.append(lambda: call(*args, **kwargs))
+            raise messaging.MessagingTimeout('%s still queued' % name)
+        return queue
+
+    def deliver(self) -> list:
+        """The outcome of each queued call: its answer or its error."""
+        outcomes = []
+        for call in self.queue:
+            try:
+                outcomes.append(call())
+            except Exception as exc:
+                outcomes.append(exc)
+        self.queue = []
+        return outcomes
+
+
 class TestLostReplies(ThreadsTestCase):
     """Issue 9: a lost reply of an idempotent call is sent again."""
 
@@ -840,6 +915,29 @@ class TestLostReplies(ThreadsTestCase):
         self.assertEqual([pairs[0]['dest']['address']], [
             a for a, (state, _i, _m) in self.table(DST).items()
             if state == 'claimed'])
+
+    def test_a_destination_whose_prepare_times_out_gives_it_up(self):
+        # Issue 18 item 1: DST's prepares time out, still queued behind a
+        # slow worker; Nova tries OTHER with the same migration; then
+        # DST's prepares arrive.  They must not take the migration back.
+        self.client.report_inventory(self.ctxt, OTHER, [inv.pf(7, 2)])
+        client = QueuingClient(self.client, 'prepare_migration')
+        self.assertRaises(messaging.MessagingTimeout,
+                          self.plugin(DST, client).pre_live_migration,
+                          self.ctxt, self.instance, self.migration, SRC,
+                          DST)
+        self.assertEqual(['prepare_migration'] * 3 + ['abort_migration'],
+                         client.calls)
+        pairs = self.plugin(OTHER).pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, OTHER)
+        before = vf_table(self.engine)
+        outcomes = client.deliver()
+        self.assertEqual(3, len(outcomes))
+        for outcome in outcomes:
+            self.assertIsInstance(outcome, exception.MigrationFenced)
+        self.assertEqual(before, vf_table(self.engine))
+        self.assertEqual(('claimed', self.instance, self.migration),
+                         self.table(OTHER)[pairs[0]['dest']['address']])
 
     def test_attempts_are_bounded(self):
         client = LosingClient(self.client, abort_migration=5)
@@ -875,6 +973,35 @@ class TestLostReplies(ThreadsTestCase):
         self.assertEqual(2, client.calls.count('complete_migration'))
         self.assertEqual([claimed], self.owned(DST))
         self.assertEqual({'available'}, set(self.states(SRC).values()))
+        self.assertEqual(1, len(dom.attach_calls))
+
+    def test_capped_at_1_1_plugs_no_claim_before_the_completion(self):
+        # Issue 18 item 12: below RPC 1.2 nothing begins the migration, so
+        # a lapsed lease may give its claims away while they are plugged.
+        self.conf.set_override('vfpool', '1.1', group='upgrade_levels')
+        capped = rpcapi.VfpoolAPI(self.conf, transport=self.rpc.transport)
+        self.conf.clear_override('vfpool', group='upgrade_levels')
+        client = LosingClient(capped, complete_migration=1)
+        src_plugin = self.plugin(SRC, capped)
+        dst_plugin = self.plugin(DST, client)
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+        src_plugin.detach_source_vfs(self.ctxt, self.instance,
+                                     self.migration, self.source_domain())
+        dom = self.dest_domain()
+
+        result = dst_plugin.post_live_migration_at_destination(
+            self.ctxt, self.instance, self.migration, dom)
+
+        # Nothing plugged now; the settler completes, then plugs.
+        self.assertEqual([], result)
+        src_plugin.post_live_migration(self.ctxt, self.instance,
+                                       self.migration)
+        self.assert_no_threads()
+        claimed = pairs[0]['dest']['address']
+        self.assertEqual([claimed], self.owned(DST))
+        self.assertIsNotNone(vf_plugin.find_vf_interface(dom.XMLDesc(0),
+                                                         pairs[0]['dest']))
         self.assertEqual(1, len(dom.attach_calls))
 
     def test_failed_attach_without_answer_raises_now_records_later(self):
@@ -1368,15 +1495,17 @@ class TestAllocationWithoutMAC(TwoVFsTestCase):
     """An allocation an older vfpool-server made without a MAC."""
 
     def test_fails_alone_with_a_typed_error_and_is_not_swapped(self):
+        # The server gives a MAC to a source without one when it moves
+        # (issue 18 item 12); a claim that lost it all the same (an older
+        # server) is refused by the plugin, typed.
         allocs, dst_plugin = self.two_vfs()
+        pairs = dst_plugin.pre_live_migration(
+            self.ctxt, self.instance, self.migration, SRC, DST)
+        with_mac, without = (p['dest']['address'] for p in pairs)
         with self.engine.begin() as conn:
             VF = models.VirtualFunction
             conn.execute(sa.update(VF).where(
-                VF.address == allocs[1]['address']).values(mac=None))
-        pairs = dst_plugin.pre_live_migration(
-            self.ctxt, self.instance, self.migration, SRC, DST)
-        self.assertIsNone(pairs[1]['dest']['mac'])
-        with_mac, without = (p['dest']['address'] for p in pairs)
+                VF.address == without).values(mac=None))
         dom = self.dest_domain()
 
         error = self.assertRaises(exception.ReattachFailed, self.post,

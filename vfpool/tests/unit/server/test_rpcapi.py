@@ -15,6 +15,7 @@
 import oslo_messaging as messaging
 import testtools
 
+from vfpool import exception
 from vfpool import rpcapi
 from vfpool.server import manager
 from vfpool.tests import fixtures
@@ -61,8 +62,8 @@ class TestVersionCap(testtools.TestCase):
     def test_uncapped_client_sends_newest_version(self):
         client = self.useFixture(fixtures.FakeRPC(self.conf)).client
         self.assertEqual(rpcapi.RPC_API_VERSION, client.version_cap)
-        self.assertTrue(client.can_send_version('1.5'))
-        self.assertEqual('1.5', client.ping(None)['version'])
+        self.assertTrue(client.can_send_version('1.6'))
+        self.assertEqual('1.6', client.ping(None)['version'])
 
     def test_capped_client_keeps_working_with_old_server(self):
         self.conf.set_override('vfpool', '1.0', group='upgrade_levels')
@@ -224,3 +225,83 @@ class TestVersionCap15(_ReportingTestCase):
         client = self.old_server()
         self.assertRaises(messaging.UnsupportedVersion,
                           client.report_unchanged, None, 'h1', self.digest)
+
+
+class Manager15(manager.Manager):
+    """A server still on RPC 1.5, as during the upgrade to 1.6."""
+
+    target = messaging.Target(version='1.5')
+
+
+class TestVersionCap16(_OldServerTestCase):
+    """The fence's arguments (1.6) during the upgrade from 1.5."""
+
+    server_manager = Manager15
+
+    def migrate(self, client) -> tuple:
+        client.report_inventory(None, 'src', [inv.pf(5, 1)])
+        client.report_inventory(None, 'dst', [inv.pf(6, 1)])
+        instance, migration = inv.new_uuid(), inv.new_uuid()
+        [alloc] = client.allocate(None, instance, 'src',
+                                  [inv.request(mac=inv.mac(1))], 'req-1')
+        return instance, migration, alloc
+
+    def test_capped_client_sends_the_calls_of_1_5(self):
+        client = self.old_server(cap='1.5')
+        self.assertFalse(client.can_send_version('1.6'))
+        instance, migration, alloc = self.migrate(client)
+        pairs = client.prepare_migration(
+            None, migration, instance, 'src', 'dst',
+            expected_sources=[alloc['address']])
+        self.assertEqual('0000:06:10.0', pairs[0]['dest']['address'])
+        beliefs = dict(source_host='src', dest_host='dst')
+        client.begin_migration(None, migration, **beliefs)
+        client.renew_migration(None, migration, **beliefs)
+        done = client.complete_migration(None, migration, reclaim=True,
+                                         **beliefs)
+        self.assertEqual(['0000:06:10.0'], [a['address'] for a in done])
+        # Without 1.6 an abort ends the migration whatever its host.
+        other = inv.new_uuid()
+        client.prepare_migration(None, other, instance, 'dst', 'src')
+        self.assertEqual(1, client.abort_migration(None, other,
+                                                   dest_host='elsewhere'))
+
+    def test_1_5_server_refuses_the_fence_arguments(self):
+        client = self.old_server()
+        instance, migration, alloc = self.migrate(client)
+        self.assertRaises(messaging.UnsupportedVersion,
+                          client.prepare_migration, None, migration,
+                          instance, 'src', 'dst',
+                          expected_sources=[alloc['address']])
+        client.prepare_migration(None, migration, instance, 'src', 'dst')
+        for call in (client.begin_migration, client.renew_migration,
+                     client.complete_migration, client.abort_migration):
+            self.assertRaises(messaging.UnsupportedVersion, call, None,
+                              migration, dest_host='dst')
+        # Without them each call is the one of 1.5, which it takes.
+        client.begin_migration(None, migration)
+        client.complete_migration(None, migration)
+
+
+class TestFenceFrom15Client(_OldServerTestCase):
+    """A client capped at 1.5 against the 1.6 server."""
+
+    server_manager = manager.Manager
+
+    def test_a_1_5_client_migrates_and_is_refused_a_left_host(self):
+        client = self.old_server(cap='1.5')
+        client.report_inventory(None, 'src', [inv.pf(5, 1)])
+        client.report_inventory(None, 'dst', [inv.pf(6, 1)])
+        client.report_inventory(None, 'third', [inv.pf(7, 1)])
+        instance, migration = inv.new_uuid(), inv.new_uuid()
+        client.allocate(None, instance, 'src', [inv.request()], 'req-1')
+        client.prepare_migration(None, migration, instance, 'src', 'dst')
+        client.prepare_migration(None, migration, instance, 'src', 'third')
+        # The server fences dst for every client: typed for those that
+        # know the class, a MigrationStateConflict for code catching that.
+        self.assertRaises(exception.MigrationStateConflict,
+                          client.prepare_migration, None, migration,
+                          instance, 'src', 'dst')
+        client.begin_migration(None, migration)
+        done = client.complete_migration(None, migration)
+        self.assertEqual(['0000:07:10.0'], [a['address'] for a in done])
