@@ -59,7 +59,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 READY_LINE = 'VFPOOL-GUEST-READY'
 NICS_PREFIX = 'VFPOOL-GUEST-NICS:'
 # Must match FORMAT in tools/build-tiny-guest.sh.
-GUEST_FORMAT = '2'
+GUEST_FORMAT = '3'
 SETUP_HINT = ('run, as root, from the repository root: '
               'tools/setup-libvirt-qemu.sh && '
               'tools/build-tiny-guest.sh .tiny-guest')
@@ -253,13 +253,17 @@ class LibvirtHost(fixtures.Fixture):
 
     ``caps_cache_dir``, when given, is bind-mounted as the QEMU
     capabilities cache: the first probe of the QEMU binary takes ~8 s and
-    the result is valid for every host on this machine.
+    the result is valid for every host on this machine.  ``netns`` runs
+    the daemon (and so its QEMUs and their taps) in that network
+    namespace (``ip netns exec``) instead of the machine's.
     """
 
     def __init__(self, name: str, workdir: os.PathLike | str,
                  caps_cache_dir: os.PathLike | str | None = None,
-                 start_timeout: float = 90) -> None:
+                 start_timeout: float = 90,
+                 netns: str | None = None) -> None:
         super().__init__()
+        self.netns = netns
         self.name = name
         self.root = pathlib.Path(workdir) / name
         self.caps_cache_dir = (pathlib.Path(caps_cache_dir)
@@ -291,10 +295,13 @@ class LibvirtHost(fixtures.Fixture):
         started = time.monotonic()
         init_log = open(self.root / 'host-init.log', 'ab')
         try:
+            prefix = (['ip', 'netns', 'exec', self.netns]
+                      if self.netns else [])
             self._process = subprocess.Popen(
-                ['unshare', '-m', '--propagation', 'private',
-                 sys.executable, '-c', _HOST_INIT, str(self.root),
-                 _which('libvirtd'), str(self.caps_cache_dir or '')],
+                prefix + ['unshare', '-m', '--propagation', 'private',
+                          sys.executable, '-c', _HOST_INIT, str(self.root),
+                          _which('libvirtd'),
+                          str(self.caps_cache_dir or '')],
                 stdin=subprocess.DEVNULL, stdout=init_log,
                 stderr=subprocess.STDOUT, close_fds=True,
                 start_new_session=True)
