@@ -83,6 +83,8 @@ REAL_OPTIONS = {
     'migration.reattach_retry_delay': 0,
     'rpc_response_timeout': 10,
 }
+#: How long a boot or a migration may take under TCG on a busy machine.
+WAIT_SECONDS = 240
 #: Server metadata keys: how the lab wires the guest's network.
 NET_KEY = 'lab-net'      # standby | bond | plain
 ADDR_KEY = 'lab-addr'    # its address in the lab
@@ -251,6 +253,30 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
             self.daemon = {}
         self.daemon[hostname] = daemon
         return hostname
+
+    # -- waiting (QEMU/TCG on a shared machine: minutes, not seconds) -------
+
+    def _wait_for_state_change(self, server, expected_status,
+                               max_retries=WAIT_SECONDS * 2,
+                               wait_for_fault_key=True):
+        return super()._wait_for_state_change(
+            server, expected_status, max_retries,
+            wait_for_fault_key=wait_for_fault_key)
+
+    def _wait_for_migration_status(self, server, expected_statuses):
+        deadline = time.monotonic() + WAIT_SECONDS
+        wanted = [status.lower() for status in expected_statuses]
+        actual = None
+        while time.monotonic() < deadline:
+            for migration in self.admin_api.api_get(
+                    '/os-migrations').body['migrations']:
+                if migration['instance_uuid'] == server['id']:
+                    actual = migration['status']
+                    if actual.lower() in wanted:
+                        return migration
+            time.sleep(0.5)
+        self.fail('migration of %s not %s within %d s (last: %s)'
+                  % (server['id'], expected_statuses, WAIT_SECONDS, actual))
 
     # -- servers ------------------------------------------------------------
 

@@ -15,7 +15,8 @@
 Run as a script inside the lab's network namespace (``ip netns exec NS
 python prober.py ...``), apart from the busy test process so that the
 interval holds.  ICMP echo over a raw socket (root).  Bounded: it stops
-after ``--count`` probes or ``--max-seconds``, or on SIGTERM/SIGINT, then
+after ``--count`` probes or ``--max-seconds``, on SIGTERM/SIGINT or (with
+``--until-reply``) at the first reply, then
 waits ``--grace`` seconds for late replies and writes its result as JSON
 to ``--out``::
 
@@ -57,7 +58,8 @@ def _echo(ident: int, seq: int) -> bytes:
 
 
 def probe(target: str, interval: float, count: int, max_seconds: float,
-          grace: float, stop: threading.Event) -> dict:
+          grace: float, stop: threading.Event,
+          until_reply: bool = False) -> dict:
     sock = socket.socket(socket.AF_INET, socket.SOCK_RAW,
                          socket.IPPROTO_ICMP)
     ident = os.getpid() & 0xffff
@@ -86,6 +88,8 @@ def probe(target: str, interval: float, count: int, max_seconds: float,
             if not first:
                 first.append(seq)
                 print('FIRST-REPLY', flush=True)
+                if until_reply:
+                    stop.set()
 
     receiver = threading.Thread(target=receive, daemon=True)
     receiver.start()
@@ -137,12 +141,14 @@ def main() -> None:
     parser.add_argument('--count', type=int, default=30000)
     parser.add_argument('--max-seconds', type=float, default=300)
     parser.add_argument('--grace', type=float, default=1.0)
+    parser.add_argument('--until-reply', action='store_true',
+                        help='stop at the first reply (is it up?)')
     args = parser.parse_args()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     result = probe(args.target, args.interval, args.count,
-                   args.max_seconds, args.grace, stop)
+                   args.max_seconds, args.grace, stop, args.until_reply)
     tmp = args.out + '.tmp'
     with open(tmp, 'w') as f:
         json.dump(result, f)
