@@ -48,6 +48,7 @@ otherwise.
 import builtins
 import functools
 import glob
+import json
 import os
 import pathlib
 import threading
@@ -63,8 +64,10 @@ from nova import thread_pool_factory
 from nova.virt.libvirt import driver as libvirt_driver
 from nova.virt.libvirt import host as libvirt_host
 import psutil
+from testtools import content
 
 from vfpool.compute import events
+from vfpool.compute import plugin as vf_plugin
 from vfpool.compute import vf_xml
 from vfpool.nova.tests.functional import base
 from vfpool.nova.tests.functional.real import netlab
@@ -178,6 +181,8 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
         self._configure_nova()
         self.lab = self.useFixture(netlab.NetworkLab())
         self.guest_dir = libvirt_hosts.default_guest_dir()
+        self.daemon: dict[str, libvirt_hosts.LibvirtHost] = {}
+        self.driver: dict = {}
         self.src = self.start_real_compute('src')
         self.dst = self.start_real_compute('dst')
 
@@ -249,9 +254,9 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
             bridge=self.lab.BRIDGE)
         self.vfpool.client.report_inventory(
             None, hostname, [inv.pf(5, VFS_PER_HOST, PHYSNET)])
-        if not hasattr(self, 'daemon'):
-            self.daemon = {}
         self.daemon[hostname] = daemon
+        self.driver[hostname] = driver
+        self.computes[hostname] = service
         return hostname
 
     # -- waiting (QEMU/TCG on a shared machine: minutes, not seconds) -------
@@ -320,20 +325,30 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
         self._wait_serial(server, lambda text: libvirt_hosts.READY_LINE
                           in text, timeout, 'its ready line')
 
-    def guest_net(self, server) -> str | None:
-        """The guest's last report of its network (see the guest's vfnet)."""
-        lines = [line for line in self.serial(server).splitlines()
-                 if line.startswith('VFPOOL-GUEST-NET:')]
-        return lines[-1].split(':', 1)[1].strip() if lines else None
+    def guest_net_lines(self, server) -> list[str]:
+        """The guest's reports of its network, oldest first (see vfnet)."""
+        return [line.split(':', 1)[1].strip()
+                for line in self.serial(server).splitlines()
+                if line.startswith('VFPOOL-GUEST-NET:')]
 
-    def wait_guest_net(self, server, predicate, timeout: float = 60
-                       ) -> str:
-        """Wait until the guest's network report satisfies ``predicate``."""
-        return self._wait_serial(
-            server, lambda text: (self.guest_net(server) is not None and
-                                  predicate(self.guest_net(server))),
-            timeout, 'a network report as expected') and \
-            self.guest_net(server)
+    def guest_net(self, server) -> str | None:
+        """The guest's last report of its network."""
+        lines = self.guest_net_lines(server)
+        return lines[-1] if lines else None
+
+    def wait_guest_net(self, server, predicate, timeout: float = 60,
+                       after: int = 0) -> str:
+        """Wait for a last network report that satisfies ``predicate``.
+
+        Only a report past the ``after`` first ones counts, so that one
+        from before a migration is not taken for one after it.
+        """
+        def done(_text):
+            lines = self.guest_net_lines(server)
+            return len(lines) > after and predicate(lines[-1])
+        self._wait_serial(server, done, timeout,
+                          'network report as expected after #%d' % after)
+        return self.guest_net(server)
 
     def _wait_serial(self, server, done, timeout: float, what: str):
         deadline = time.monotonic() + timeout
@@ -367,6 +382,73 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
     def vf_allocations(self, server) -> list[dict]:
         return self.vfpool.client.get_instance(
             None, server['id'])['allocations']
+
+    # -- migrations under the prober ----------------------------------------
+
+    def probe_migration(self, server):
+        """Live-migrate ``server`` to dst under the prober.
+
+        Returns the server and the prober's result; ``self.net_mark`` is
+        the number of the guest's network reports before the migration.
+        """
+        self.net_mark = len(self.guest_net_lines(server))
+        prober = self.useFixture(netlab.Prober(
+            self.lab, server['metadata'][ADDR_KEY], str(self.workdir)))
+        prober.wait_first_reply()
+        server = self._live_migrate(server, host=self.dst)
+        # The guest's reaction (bond fail-back, address on the new NIC)
+        # runs after Nova is done: give the prober a moment of it.
+        self.assertTrue(self.lab.answers(server['metadata'][ADDR_KEY],
+                                         str(self.workdir)))
+        result = prober.stop()
+        summary = dict(result, lost=len(result['lost']))
+        self.addDetail('probe', content.text_content(json.dumps(summary)))
+        self.assertEqual(self.dst, server['OS-EXT-SRV-ATTR:host'])
+        return server, result
+
+    def boot_with_vf(self, net: str, index: int = 1):
+        server = self.boot(self.src, net, vfs=True, index=index)
+        [alloc] = self.vf_allocations(server)
+        self.assertEqual(self.src, alloc['host'])
+        # The stand-in is in the guest with the VF's MAC and alias.
+        vf = self.vf_interface(self.src, server, alloc['mac'])
+        self.assertEqual(('bridge', 'e1000e', vf_plugin.vf_alias(alloc)),
+                         (vf.type, vf.model, vf.alias))
+        self.assertTrue(self.lab.answers(server['metadata'][ADDR_KEY],
+                                         str(self.workdir)))
+        return server, alloc
+
+    def vf_interface(self, hostname: str, server, mac: str):
+        found = [i for i in self.interfaces(hostname, server)
+                 if i.mac == mac and i.model == 'e1000e']
+        return found[0] if found else None
+
+    def assert_moved(self, server, alloc) -> dict:
+        """vfpool moved the VF: the same MAC on dst, the source's freed."""
+        [moved] = self.vf_allocations(server)
+        self.assertEqual((self.dst, alloc['mac']),
+                         (moved['host'], moved['mac']))
+        self.assertIsNone(self.vf_interface(self.src, server, alloc['mac'])
+                          if self._on(self.src, server) else None)
+        vf = self.vf_interface(self.dst, server, alloc['mac'])
+        self.assertIsNotNone(vf, 'the VF is not in the guest on %s'
+                             % self.dst)
+        self.assertEqual(vf_plugin.vf_alias(moved), vf.alias)
+        return moved
+
+    def _on(self, hostname: str, server) -> bool:
+        try:
+            self.domain(hostname, server)
+            return True
+        except libvirt.libvirtError:
+            return False
+
+    def assert_answers_through_vf(self, server, mac: str) -> None:
+        """The guest's replies come from the VF's tap on dst."""
+        self.assertTrue(self.lab.answers(server['metadata'][ADDR_KEY],
+                                         str(self.workdir)))
+        self.assertEqual(self.tap_of(self.dst, server, mac),
+                         self.lab.fdb_port(mac))
 
 
 def _lab_guest_xml(driver, test: RealLibvirtTestBase, context, instance,
