@@ -72,6 +72,7 @@ from vfpool.compute import vf_xml
 from vfpool.nova.tests.functional import base
 from vfpool.nova.tests.functional.real import netlab
 from vfpool.nova import virt_alias
+from vfpool.tests import api_cases
 from vfpool.tests.functional import libvirt_hosts
 from vfpool.tests import inventory as inv
 
@@ -91,6 +92,7 @@ WAIT_SECONDS = 240
 #: Server metadata keys: how the lab wires the guest's network.
 NET_KEY = 'lab-net'      # standby | bond | plain
 ADDR_KEY = 'lab-addr'    # its address in the lab
+ARGS_KEY = 'lab-kernel-args'   # more of the guest kernel's command line
 
 # The real functions Nova's TestCase poisons, taken before any test runs.
 _REAL = {
@@ -291,19 +293,22 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
         return self._create_flavor(memory_mb=128, vcpu=1, disk=0,
                                    ephemeral=0, extra_spec=specs)
 
-    def boot(self, host: str, net: str, vfs: bool, index: int = 1):
+    def boot(self, host: str, net: str, vfs: bool, index: int = 1,
+             kernel_args: str = ''):
         """An ACTIVE server on ``host`` whose guest network is ``net``.
 
         ``net``: ``standby`` (the address on the virtio standby), ``bond``
         (an active-backup bond over the VF and the standby) or ``plain``
-        (the address on the VF itself).
+        (the address on the VF itself).  ``kernel_args`` go on the
+        guest kernel's command line.
         """
         address = self.lab.address(index)
         body = {'server': {
             'name': 'lab-%s' % net, 'flavorRef': self.lab_flavor(vfs),
             'imageRef': '155d900f-4e14-4e4c-a73d-069cbf4541e6',
             'networks': 'none', 'host': host,
-            'metadata': {NET_KEY: net, ADDR_KEY: address},
+            'metadata': {NET_KEY: net, ADDR_KEY: address,
+                         ARGS_KEY: kernel_args},
         }}
         server = self.api.post_server(body)
         server = self._wait_for_state_change(server, 'ACTIVE')
@@ -359,7 +364,7 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
             time.sleep(0.2)
         raise AssertionError('guest of %s: no %s within %s s; serial:\n%s'
                              % (server['id'], what, timeout,
-                                self.serial(server)[-3000:]))
+                                self.serial(server)[-6000:]))
 
     def domain(self, hostname: str, server) -> libvirt.virDomain:
         return self.daemon[hostname].conn.lookupByUUIDString(server['id'])
@@ -378,6 +383,12 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
                     found.get('address', '').lower() == mac.lower()):
                 return target.get('dev')
         return None
+
+    def vf_rows(self, hostname: str) -> dict:
+        """address -> (state, instance, migration) of vfpool's VFs there."""
+        return {a: row for (h, a), row in
+                api_cases.vf_table(self.vfpool.engine).items()
+                if h == hostname}
 
     def vf_allocations(self, server) -> list[dict]:
         return self.vfpool.client.get_instance(
@@ -406,8 +417,9 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
         self.assertEqual(self.dst, server['OS-EXT-SRV-ATTR:host'])
         return server, result
 
-    def boot_with_vf(self, net: str, index: int = 1):
-        server = self.boot(self.src, net, vfs=True, index=index)
+    def boot_with_vf(self, net: str, index: int = 1, kernel_args: str = ''):
+        server = self.boot(self.src, net, vfs=True, index=index,
+                           kernel_args=kernel_args)
         [alloc] = self.vf_allocations(server)
         self.assertEqual(self.src, alloc['host'])
         # The stand-in is in the guest with the VF's MAC and alias.
@@ -443,11 +455,12 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
         except libvirt.libvirtError:
             return False
 
-    def assert_answers_through_vf(self, server, mac: str) -> None:
-        """The guest's replies come from the VF's tap on dst."""
+    def assert_answers_through_vf(self, server, mac: str,
+                                  hostname: str | None = None) -> None:
+        """The guest's replies come from the VF's tap there (dst)."""
         self.assertTrue(self.lab.answers(server['metadata'][ADDR_KEY],
                                          str(self.workdir)))
-        self.assertEqual(self.tap_of(self.dst, server, mac),
+        self.assertEqual(self.tap_of(hostname or self.dst, server, mac),
                          self.lab.fdb_port(mac))
 
 
@@ -487,6 +500,8 @@ def _lab_guest_xml(driver, test: RealLibvirtTestBase, context, instance,
                                                       standby)
         elif net == 'plain':
             cmdline += ' vfpool.net=plain,%s,%s' % (address, vf_macs[0])
+    if meta.get(ARGS_KEY):
+        cmdline += ' ' + meta[ARGS_KEY]
     ET.SubElement(os_elem, 'cmdline').text = cmdline
     serial = ET.SubElement(devices, 'serial', type='file')
     # append: after a migration the destination QEMU reopens the same file.
