@@ -169,6 +169,9 @@ def _bench_case(rounds: int, interval: float, rows: list):
                                    'block_migration': 'auto'}})
             self.wait_newest_migration(server, 'completed')
             wall = time.monotonic() - started
+            timeline = {'api_at': round(started - prober.started_at, 3),
+                        'completed_at': round(started + wall -
+                                              prober.started_at, 3)}
             vfpool_time = sum(timings)
             server = self._wait_for_server_parameter(
                 server, {'status': 'ACTIVE',
@@ -182,6 +185,7 @@ def _bench_case(rounds: int, interval: float, rows: list):
                 'scenario': key, 'to': dest, 'sent': result['sent'],
                 'lost': len(result['lost']),
                 'longest_gap': result['longest_gap'],
+                'outages': result['outages'], **timeline,
                 'wall': round(wall, 3), 'vfpool': round(vfpool_time, 3)}
 
         def wait_newest_migration(self, server, status: str) -> None:

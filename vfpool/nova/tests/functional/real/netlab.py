@@ -123,6 +123,8 @@ class Prober(fixtures.Fixture):
         self.result: dict | None = None
 
     def _setUp(self) -> None:
+        #: When probing started, roughly (for the outages' offsets).
+        self.started_at = time.monotonic()
         self._proc = subprocess.Popen(
             self.lab.exec(sys.executable, str(PROBER), self.target,
                           '--out', self.out,

@@ -21,7 +21,8 @@ waits ``--grace`` seconds for late replies and writes its result as JSON
 to ``--out``::
 
     {"sent": N, "received": N, "lost": [seq, ...], "interval": s,
-     "longest_gap": s, "first_reply": seq or null}
+     "outages": [[at, length], ...], "longest_gap": s,
+     "first_reply": seq or null}
 
 ``longest_gap`` is the longest time between the sending of two
 consecutive answered probes (at least one interval; the outage a user
@@ -129,8 +130,24 @@ def summary(sent: dict[int, float], answered: set[int],
         gap = max(gap, sent[counted[-1]] - sent[last] + interval)
     return {'sent': len(counted), 'received': len(counted) - len(lost),
             'lost': lost, 'interval': interval,
+            'outages': outages(lost, sent, interval),
             'longest_gap': round(max(gap, interval if counted else 0), 4),
             'first_reply': first}
+
+
+def outages(lost: list[int], sent: dict[int, float],
+            interval: float) -> list[list[float]]:
+    """[seconds after the first probe, seconds long] of each lost run."""
+    runs: list[list[float]] = []
+    start = min(sent) if sent else 0
+    previous = None
+    for seq in lost:
+        if previous is not None and seq == previous + 1:
+            runs[-1][1] = round(runs[-1][1] + interval, 4)
+        else:
+            runs.append([round(sent[seq] - sent[start], 3), interval])
+        previous = seq
+    return runs
 
 
 def main() -> None:
