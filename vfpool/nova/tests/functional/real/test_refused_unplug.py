@@ -37,7 +37,8 @@ class RefusedUnplugTest(base.RealLibvirtTestBase):
         self.wait_guest_net(server, lambda net: net.startswith(
             'bond active=e1000e:'))
 
-        server = self._live_migrate(server, 'error')
+        # Nova's rollback through recover_method: migration "failed".
+        server = self._live_migrate(server, 'failed')
 
         self.assertEqual(self.src, server['OS-EXT-SRV-ATTR:host'])
         self.assertFalse(self._on(self.dst, server))
