@@ -151,8 +151,11 @@ def _bench_case(rounds: int, interval: float, rows: list):
             elif key == 'c':
                 self.wait_guest_net(server, lambda net: net.startswith(
                     'plain up=e1000e:'), after=after)
-            self.assertTrue(self.lab.answers(
-                server['metadata'][base.ADDR_KEY], str(self.workdir)))
+            address = server['metadata'][base.ADDR_KEY]
+            self.assertTrue(
+                self.lab.answers(address, str(self.workdir)),
+                'scenario %s: %s does not answer; guest serial:\n%s'
+                % (key, address, self.serial(server)[-3000:]))
 
         def migrate(self, key: str, server, timings: list):
             source = server['OS-EXT-SRV-ATTR:host']
