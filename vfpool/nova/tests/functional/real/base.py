@@ -67,7 +67,7 @@ import psutil
 from testtools import content
 
 from vfpool.compute import events
-from vfpool.compute import plugin as vf_plugin
+from vfpool.compute import guest as vf_guest
 from vfpool.compute import vf_xml
 from vfpool.nova.tests.functional import base
 from vfpool.nova.tests.functional.real import netlab
@@ -424,7 +424,7 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
         self.assertEqual(self.src, alloc['host'])
         # The stand-in is in the guest with the VF's MAC and alias.
         vf = self.vf_interface(self.src, server, alloc['mac'])
-        self.assertEqual(('bridge', 'e1000e', vf_plugin.vf_alias(alloc)),
+        self.assertEqual(('bridge', 'e1000e', vf_guest.vf_alias(alloc)),
                          (vf.type, vf.model, vf.alias))
         self.assertTrue(self.lab.answers(server['metadata'][ADDR_KEY],
                                          str(self.workdir)))
@@ -445,7 +445,7 @@ class RealLibvirtTestBase(integrated_helpers._IntegratedTestBase):
         vf = self.vf_interface(self.dst, server, alloc['mac'])
         self.assertIsNotNone(vf, 'the VF is not in the guest on %s'
                              % self.dst)
-        self.assertEqual(vf_plugin.vf_alias(moved), vf.alias)
+        self.assertEqual(vf_guest.vf_alias(moved), vf.alias)
         return moved
 
     def _on(self, hostname: str, server) -> bool:
