@@ -11,6 +11,18 @@
 # prints the MACs it sees (VFPOOL-GUEST-NICS: ...) and VFPOOL-GUEST-READY on
 # ttyS0, then keeps reporting every change of its NIC set.
 #
+# Guest networking (format 3), off unless the kernel command line asks:
+#   vfpool.net=bond,IP/PREFIX,VF_MAC,STANDBY_MAC
+#       an active-backup bond0 (MAC VF_MAC, address IP/PREFIX) over the NIC
+#       with VF_MAC (primary) and the NIC with STANDBY_MAC;
+#   vfpool.net=plain,IP/PREFIX,MAC
+#       the address on the NIC with MAC itself.
+# A NIC hot-plugged later is configured the same way, run for each kernel
+# uevent by busybox's uevent (as a udev rule would be), and the
+# guest reports its network on ttyS0 whenever it changes:
+#   VFPOOL-GUEST-NET: bond active=DRIVER:IFACE slaves=DRIVER:IFACE,...
+#   VFPOOL-GUEST-NET: plain up=DRIVER:IFACE   (or up=none)
+#
 # What makes a hot-unplug (libvirt detach) complete, so that DEVICE_REMOVED
 # fires: a q35 machine with <features><acpi/></features> (QEMU >= 6.1 does
 # hot-plug on pcie-root-ports through ACPI) and a guest kernel with ACPI PCI
@@ -27,12 +39,13 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${1:-$REPO/.tiny-guest}
 READY_LINE=VFPOOL-GUEST-READY
 NICS_PREFIX=VFPOOL-GUEST-NICS:
+NET_PREFIX=VFPOOL-GUEST-NET:
 # Bump when the guest changes; vfpool/tests/functional/libvirt_hosts.py
 # checks it (GUEST_FORMAT) so stale builds are rebuilt, not misused.
-FORMAT=2
+FORMAT=3
 # Kernel modules to put in the initramfs; their dependencies are resolved
 # from the modules themselves (the package carries no modules.dep).
-MODULES="virtio_pci virtio_net e1000e"
+MODULES="virtio_pci virtio_net e1000e bonding"
 
 if [ -s "$DIR/vmlinuz" ] && [ -s "$DIR/initrd.img" ] &&
    [ "$(cat "$DIR/format" 2>/dev/null)" = "$FORMAT" ]; then
@@ -136,14 +149,20 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null || mdev -s
 for m in \$(cat /modules/order); do
-    insmod /modules/\$m.ko 2>/dev/null
+    # No bond until vfpool.net asks for one (see /bin/vfnet).
+    case \$m in bonding) args=max_bonds=0 ;; *) args= ;; esac
+    insmod /modules/\$m.ko \$args 2>/dev/null
 done
 nics() {
-    cat /sys/class/net/*/address 2>/dev/null | grep -v '^00:00:00:00:00:00' |
-        sort -u | tr '\n' ' '
+    for n in /sys/class/net/*; do
+        [ -e \$n/device ] && cat \$n/address
+    done 2>/dev/null | grep -v '^00:00:00:00:00:00' | sort -u | tr '\n' ' '
 }
+/bin/vfnet setup
 last=\$(nics)
+lastnet=\$(/bin/vfnet report)
 echo "$NICS_PREFIX \$last" >/dev/ttyS0
+[ -n "\$lastnet" ] && echo "$NET_PREFIX \$lastnet" >/dev/ttyS0
 echo "$READY_LINE" >/dev/ttyS0
 # PID 1 must live for ever; report the NICs the guest sees when they change.
 while :; do
@@ -152,10 +171,100 @@ while :; do
         echo "$NICS_PREFIX \$now" >/dev/ttyS0
         last=\$now
     fi
+    net=\$(/bin/vfnet report)
+    if [ "\$net" != "\$lastnet" ]; then
+        echo "$NET_PREFIX \$net" >/dev/ttyS0
+        lastnet=\$net
+    fi
     sleep 0.5
 done
 INIT
 chmod 0755 "$ROOT/init"
+
+# The guest's network, set up as ifupdown, NetworkManager or networkd would;
+# run by /init at boot and for every kernel uevent (busybox uevent),
+# which is how a hot-plugged NIC joins the bond.
+cat >"$ROOT/bin/vfnet" <<'VFNET'
+#!/bin/sh
+# vfnet setup | add IFACE | report ; else run by busybox uevent.
+cfg=$(sed -n 's/.*vfpool\.net=\([^ ]*\).*/\1/p' /proc/cmdline)
+[ -n "$cfg" ] || exit 0
+mode=${cfg%%,*}; rest=${cfg#*,}
+addr=${rest%%,*}; rest=${rest#*,}
+mac1=${rest%%,*}; mac2=${rest#*,}
+[ "$mac2" = "$rest" ] && [ "$mode" = plain ] && mac2=
+B=/sys/class/net/bond0/bonding
+
+lock() { until mkdir /tmp/vfnet.lock 2>/dev/null; do usleep 20000; done; }
+unlock() { rmdir /tmp/vfnet.lock; }
+driver() { basename "$(readlink /sys/class/net/$1/device/driver)"; }
+
+add() {
+    n=$1
+    [ -e /sys/class/net/$n/device ] || return 0
+    [ -e /tmp/vfnet.ready ] || return 0
+    mac=$(cat /sys/class/net/$n/address)
+    if [ "$mode" = bond ]; then
+        [ -e /sys/class/net/$n/master ] && return 0
+        [ "$mac" = "$mac1" ] || [ "$mac" = "$mac2" ] || return 0
+        ip link set $n down
+        echo +$n >$B/slaves
+        [ "$mac" = "$mac1" ] && echo $n >$B/primary
+    elif [ "$mac" = "$mac1" ]; then
+        ip addr add $addr dev $n 2>/dev/null
+        ip link set $n up
+    fi
+    return 0
+}
+
+case "$1" in
+setup)
+    ip link set lo up
+    if [ "$mode" = bond ]; then
+        echo +bond0 >/sys/class/net/bonding_masters
+        echo active-backup >$B/mode
+        echo 100 >$B/miimon
+        echo always >$B/primary_reselect
+        ip link set bond0 address $mac1
+        ip addr add $addr dev bond0
+        ip link set bond0 up
+    fi
+    # What udev does: run the rules (here: vfnet) for every kernel uevent.
+    uevent /bin/vfnet >/dev/null 2>&1 &
+    lock
+    touch /tmp/vfnet.ready
+    for n in $(ls /sys/class/net); do add $n; done
+    unlock
+    ip addr >/dev/ttyS0
+    ;;
+add)
+    lock; add "$2"; unlock ;;
+report)
+    if [ "$mode" = bond ]; then
+        a=$(cat $B/active_slave 2>/dev/null)
+        s=
+        for n in $(cat $B/slaves 2>/dev/null); do
+            s="$s${s:+,}$(driver $n):$n"
+        done
+        echo "bond active=${a:+$(driver $a):}${a:-none} slaves=${s:-none}"
+    else
+        up=none
+        for n in $(ls /sys/class/net); do
+            [ -e /sys/class/net/$n/device ] || continue
+            [ "$(cat /sys/class/net/$n/address)" = "$mac1" ] || continue
+            ip addr show dev $n | grep -q "inet " && up=$(driver $n):$n
+        done
+        echo "plain up=$up"
+    fi
+    ;;
+*)  # From busybox uevent, once per kernel uevent (as a udev rule).
+    if [ "$SUBSYSTEM" = net ] && [ "$ACTION" = add ]; then
+        lock; add "$INTERFACE"; unlock
+    fi
+    ;;
+esac
+VFNET
+chmod 0755 "$ROOT/bin/vfnet"
 
 (cd "$ROOT" && find . | cpio -o -H newc --quiet | gzip -9) >"$WORK/initrd.img"
 

@@ -117,7 +117,8 @@ def hostdev_interface_xml(address: str, mac: str, vlan: int | None = None,
 def emulated_interface_xml(address: str, mac: str, vlan: int | None = None,
                            alias: str | None = None,
                            teaming_persistent_alias: str | None = None,
-                           *, model: str = 'virtio') -> str:
+                           *, model: str = 'virtio',
+                           bridge: str | None = None) -> str:
     """An emulated ``<interface type='user'>`` standing in for a VF.
 
     For hosts without VFIO.  It keeps the MAC and the alias, which is all
@@ -126,7 +127,9 @@ def emulated_interface_xml(address: str, mac: str, vlan: int | None = None,
     ``teaming_persistent_alias`` are validated and dropped because libvirt
     refuses both on a user-mode interface (a transient teaming member must
     be ``type='hostdev'``).  Use ``functools.partial(emulated_interface_xml,
-    model='e1000e')`` for the e1000e model.
+    model='e1000e')`` for the e1000e model.  With ``bridge`` the stand-in
+    is ``<interface type='bridge'>``, a tap on that host bridge, so that
+    traffic really flows through it (the guest network tests).
     """
     canonical_pci_address(address)
     mac = canonical_mac(mac)
@@ -138,7 +141,11 @@ def emulated_interface_xml(address: str, mac: str, vlan: int | None = None,
             reason='model %r is not one of %s' % (model,
                                                   ', '.join(EMULATED_MODELS)))
 
-    iface = ET.Element('interface', type='user')
+    if bridge is None:
+        iface = ET.Element('interface', type='user')
+    else:
+        iface = ET.Element('interface', type='bridge')
+        ET.SubElement(iface, 'source', bridge=bridge)
     ET.SubElement(iface, 'mac', address=mac)
     ET.SubElement(iface, 'model', type=model)
     if alias is not None:

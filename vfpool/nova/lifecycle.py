@@ -135,19 +135,22 @@ def vf_requests(instance) -> list[flavor.VFRequest]:
         raise nova_exception.InvalidInput(reason=str(exc))
 
 
-def interface_xml(alloc: dict) -> str:
-    """The ``<interface type='hostdev'>`` of an allocation, as plugged.
+def interface_xml(alloc: dict, builder: vf_xml.VFXMLBuilder = (
+        vf_xml.hostdev_interface_xml)) -> str:
+    """The ``<interface>`` of an allocation, as plugged.
 
-    :func:`vfpool.compute.vf_xml.hostdev_interface_xml` with the MAC and
-    VLAN vfpool recorded and the alias the compute plugin gives a VF, in
-    a new domain's XML and in a hot-plug alike.
+    ``<interface type='hostdev'>`` by default; ``builder`` (the compute
+    plugin's, so a stand-in where there is no VFIO) with the MAC and VLAN
+    vfpool recorded and the alias the compute plugin gives a VF, in a new
+    domain's XML and in a hot-plug alike.
     """
-    return vf_xml.hostdev_interface_xml(
-        alloc['address'], alloc['mac'], vlan=alloc.get('vlan'),
-        alias=vf_guest.vf_alias(alloc))
+    return builder(alloc['address'], alloc['mac'], vlan=alloc.get('vlan'),
+                   alias=vf_guest.vf_alias(alloc))
 
 
-def with_vfs(domain_xml: str, allocations: list[dict]) -> str:
+def with_vfs(domain_xml: str, allocations: list[dict],
+             builder: vf_xml.VFXMLBuilder = vf_xml.hostdev_interface_xml
+             ) -> str:
     """``domain_xml`` with the interface of each allocation not in it."""
     missing = [a for a in allocations
                if vf_guest.find_vf_interface(domain_xml, a) is None]
@@ -159,7 +162,7 @@ def with_vfs(domain_xml: str, allocations: list[dict]) -> str:
         raise exception.InvalidInput(
             reason='the guest XML has no <devices> for its VFs')
     for alloc in missing:
-        devices.append(ET.fromstring(interface_xml(alloc)))
+        devices.append(ET.fromstring(interface_xml(alloc, builder)))
     return ET.tostring(root, encoding='unicode')
 
 
@@ -254,7 +257,7 @@ class VfpoolLifecycle(_Driver):
             LOG.info('vfpool: guest XML with VF(s) %s',
                      ', '.join('%s (MAC %s)' % (a['address'], a['mac'])
                                for a in vfs), instance=instance)
-        return with_vfs(xml, vfs)
+        return with_vfs(xml, vfs, self.vfpool.xml_builder)
 
     # -- suspend, resume, snapshot -------------------------------------------
 
@@ -296,7 +299,8 @@ class VfpoolLifecycle(_Driver):
         for alloc in allocations:
             if vf_guest.find_vf_interface(dom.XMLDesc(0), alloc) is None:
                 libvirt_ops.attach_device(
-                    dom, interface_xml(alloc), vf_guest.vf_alias(alloc),
+                    dom, interface_xml(alloc, self.vfpool.xml_builder),
+                    vf_guest.vf_alias(alloc),
                     address=alloc['address'])
 
     def _vfpool_attach_all(self, context, instance) -> None:

@@ -59,7 +59,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 READY_LINE = 'VFPOOL-GUEST-READY'
 NICS_PREFIX = 'VFPOOL-GUEST-NICS:'
 # Must match FORMAT in tools/build-tiny-guest.sh.
-GUEST_FORMAT = '2'
+GUEST_FORMAT = '3'
 SETUP_HINT = ('run, as root, from the repository root: '
               'tools/setup-libvirt-qemu.sh && '
               'tools/build-tiny-guest.sh .tiny-guest')
@@ -253,13 +253,22 @@ class LibvirtHost(fixtures.Fixture):
 
     ``caps_cache_dir``, when given, is bind-mounted as the QEMU
     capabilities cache: the first probe of the QEMU binary takes ~8 s and
-    the result is valid for every host on this machine.
+    the result is valid for every host on this machine.  ``netns`` runs
+    the daemon (and so its QEMUs and their taps) in that network
+    namespace (``ip netns exec``) instead of the machine's;
+    ``migration_host`` is then the address (not a loopback one) its
+    incoming migrations listen on, as the machine's host name means
+    nothing there.
     """
 
     def __init__(self, name: str, workdir: os.PathLike | str,
                  caps_cache_dir: os.PathLike | str | None = None,
-                 start_timeout: float = 90) -> None:
+                 start_timeout: float = 90,
+                 netns: str | None = None,
+                 migration_host: str | None = None) -> None:
         super().__init__()
+        self.netns = netns
+        self.migration_host = migration_host
         self.name = name
         self.root = pathlib.Path(workdir) / name
         self.caps_cache_dir = (pathlib.Path(caps_cache_dir)
@@ -284,17 +293,23 @@ class LibvirtHost(fixtures.Fixture):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / 'etc' / 'libvirtd.conf').write_text(
             _LIBVIRTD_CONF.format(host_uuid=self.host_uuid))
-        (self.root / 'etc' / 'qemu.conf').write_text(_QEMU_CONF)
+        qemu_conf = _QEMU_CONF
+        if self.migration_host:
+            qemu_conf += 'migration_host = "%s"\n' % self.migration_host
+        (self.root / 'etc' / 'qemu.conf').write_text(qemu_conf)
         if self.caps_cache_dir:
             self.caps_cache_dir.mkdir(parents=True, exist_ok=True)
 
         started = time.monotonic()
         init_log = open(self.root / 'host-init.log', 'ab')
         try:
+            prefix = (['ip', 'netns', 'exec', self.netns]
+                      if self.netns else [])
             self._process = subprocess.Popen(
-                ['unshare', '-m', '--propagation', 'private',
-                 sys.executable, '-c', _HOST_INIT, str(self.root),
-                 _which('libvirtd'), str(self.caps_cache_dir or '')],
+                prefix + ['unshare', '-m', '--propagation', 'private',
+                          sys.executable, '-c', _HOST_INIT, str(self.root),
+                          _which('libvirtd'),
+                          str(self.caps_cache_dir or '')],
                 stdin=subprocess.DEVNULL, stdout=init_log,
                 stderr=subprocess.STDOUT, close_fds=True,
                 start_new_session=True)

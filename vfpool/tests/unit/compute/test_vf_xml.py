@@ -195,6 +195,19 @@ class TestEmulatedInterfaceXML(testtools.TestCase):
                                       None, 'ua-vf0', None))
         self.assertEqual('e1000e', iface.find('model').get('type'))
 
+    def test_on_a_bridge_is_a_tap_there(self):
+        iface = ET.fromstring(vf_xml.emulated_interface_xml(
+            '0000:81:10.3', '52:54:00:12:34:56', alias='ua-vf0',
+            model='e1000e', bridge='br0'))
+        self.assertEqual({'type': 'bridge'}, iface.attrib)
+        self.assertEqual({'bridge': 'br0'}, iface.find('source').attrib)
+        info = vf_xml.find_interface_by_mac(
+            '<domain><devices>%s</devices></domain>'
+            % ET.tostring(iface, encoding='unicode'), '52:54:00:12:34:56')
+        self.assertEqual(('bridge', 'e1000e', 'ua-vf0', None),
+                         (info.type, info.model, info.alias,
+                          info.pci_address))
+
     def test_unknown_model(self):
         self.assertRaises(exception.InvalidInput,
                           vf_xml.emulated_interface_xml,
