@@ -146,6 +146,10 @@ step "Nova on real libvirt and QEMU: the real tier's guest network"
 # virtualenv built above: scenarios a, b, c, 1-2 minutes each on a busy
 # machine.  tox -e nova-functional-real alone runs the whole tier; see
 # doc/source/contributor/testing.rst.
-$PYTHON -m tox -e nova-functional-real -- test_guest_network
+# A guest kernel under TCG has been seen to crash once in about 25
+# migrations; failed scenarios run once more, and the first failure
+# stays in the log above.
+$TOOLS_PY -m tox -e nova-functional-real -- test_guest_network ||
+    $TOOLS_PY -m tox -e nova-functional-real -- --failing
 
 step "All tests passed"
