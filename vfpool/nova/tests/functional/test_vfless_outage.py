@@ -62,6 +62,7 @@ class TestVfpoolDown(VfpoolDownBase):
         server = self.boot_without_vfs(self.src)
 
         self.assertEqual('ACTIVE', server['status'])
+        self.assertEqual([], self.sent)
         self.assertEqual('0', self.holds(server))
         self._delete_server(server)
         self.assertEqual([], self.sent)
