@@ -209,7 +209,7 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
         if agent_name == host:
             return
         client = self.vfpool.client
-        known = {}
+        known: dict[str, bool] = {}
         try:
             for name in (host, agent_name):
                 try:
