@@ -24,6 +24,7 @@ import os
 import socket
 
 import fixtures
+from nova.tests.functional.api import client
 
 from vfpool.nova import scheduler
 from vfpool.nova.tests.functional import base
@@ -43,9 +44,10 @@ class BrokerUnreachableMixin:
         path = os.path.join(self.useFixture(fixtures.TempDir()).path,
                             'unreachable.conf')
         return base.driver_config(
-            self.vfpool_config, path,
-            {'transport_url': 'rabbit://guest:guest@127.0.0.1:%d/'
-                              % sock.getsockname()[1]})
+            self.vfpool.config_file, path,
+            dict(base.DRIVER_OPTIONS, **self.VFPOOL_OPTIONS,
+                 transport_url='rabbit://guest:guest@127.0.0.1:%d/'
+                               % sock.getsockname()[1]))
 
 
 class TestCompute(BrokerUnreachableMixin, lc.LifecycleBase):
@@ -69,13 +71,17 @@ class TestCompute(BrokerUnreachableMixin, lc.LifecycleBase):
         self.flags(config_file=self.unreachable_config(), group='vfpool')
         dst = self.start_vfpool_compute('dst')
 
-        server = self._live_migrate(server, migration_expected_state='error',
-                                    host=dst)
+        # The only destination refused: Nova answers NoValidHost.
+        exc = self.assertRaises(client.OpenStackApiException,
+                                self._live_migrate, server, host=dst)
 
-        self.assertEqual(('ACTIVE', src),
-                         (server['status'], server['OS-EXT-SRV-ATTR:host']))
+        self.assertIn('NoValidHost', str(exc))
+        self._wait_for_migration_status(server, ['error'])
+        server = self._wait_for_state_change(server, 'ACTIVE')
+        self.assertEqual(src, server['OS-EXT-SRV-ATTR:host'])
         self.assertEqual(before, self.allocations(server))
-        self.assertIn("cannot reach vfpool's message broker",
+        self.assertIn("vfpool-server could not claim VFs on %s: cannot "
+                      "reach vfpool's message broker" % dst,
                       self.stdlog.logger.output)
 
 
