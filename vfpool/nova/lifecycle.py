@@ -569,7 +569,7 @@ class VfpoolLifecycle(_Driver):
         if any.
         """
         if self._vfpool_known_none(instance):
-            return
+            return None
         migration = self._vfpool_cold_migration(context, instance)
         if migration is None:
             LOG.warning('vfpool: no resize or cold migration in progress: '
