@@ -50,6 +50,7 @@ than the cap raise ``VersionTooNew`` locally (check with
 ``can_send_version`` first).
 """
 
+import socket
 import typing
 
 from oslo_config import cfg
@@ -65,6 +66,42 @@ class VersionTooNew(Exception):
     """The method needs an RPC version above ``[upgrade_levels] vfpool``."""
 
 
+class BrokerUnreachable(messaging.MessageDeliveryFailure):
+    """No broker of ``transport_url`` accepts a connection (bounded client).
+
+    A ``MessagingException``, so callers that handle vfpool-server being
+    unreachable handle this too.
+    """
+
+
+#: The port of a ``rabbit://`` host that names none.
+RABBIT_PORT = 5672
+
+
+def check_broker(conf: cfg.ConfigOpts, timeout: float) -> None:
+    """Raise BrokerUnreachable unless a rabbit host of the URL accepts TCP.
+
+    oslo.messaging's rabbit driver opens a call's reply queue with
+    unbounded connection retries, whatever the call's ``retry``: a client
+    that must not hang checks the broker first.  Other drivers (fake://,
+    kafka) are not checked.
+    """
+    url = messaging.TransportURL.parse(conf, conf.transport_url)
+    if url.transport not in (None, 'rabbit'):
+        return
+    hosts = [(h.hostname or 'localhost', h.port or RABBIT_PORT)
+             for h in url.hosts] or [('localhost', RABBIT_PORT)]
+    errors = []
+    for host, port in hosts:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            return
+        except OSError as exc:
+            errors.append('%s:%s: %s' % (host, port, exc))
+    raise BrokerUnreachable('cannot reach vfpool\'s message broker '
+                            '(transport_url): %s' % '; '.join(errors))
+
+
 class VfpoolAPI:
     """The server's RPC API as a compute driver or an agent sees it."""
 
@@ -74,8 +111,16 @@ class VfpoolAPI:
         """Build a client; ``retry`` bounds resends to a lost broker.
 
         ``retry=None`` retries forever, as oslo.messaging does by default.
+        A bounded client (``retry`` set) also checks that the broker
+        accepts connections until its first call is answered
+        (:func:`check_broker`), so that no call waits for a broker
+        without bound: each call then returns or fails within about
+        ``rpc_response_timeout`` per broker host, plus ``retry``
+        reconnections (``[oslo_messaging_rabbit] rabbit_retry_interval``
+        and ``rabbit_retry_backoff`` apart), plus ``timeout``.
         """
         self.conf = conf
+        self._unproven = retry is not None
         self.transport = transport or rpc.get_transport(conf)
         self.version_cap = conf.upgrade_levels.vfpool or RPC_API_VERSION
         target = rpc.get_target(conf, version='1.0')
@@ -117,7 +162,18 @@ class VfpoolAPI:
                                 % (method, version, self.version_cap))
         prepared = {} if timeout is None else {'timeout': timeout}
         cctxt = self.client.prepare(version=version, **prepared)
-        return cctxt.call(_ctxt(context), method, **kwargs)
+        if self._unproven:
+            check_broker(self.conf, self.conf.rpc_response_timeout)
+        try:
+            result = cctxt.call(_ctxt(context), method, **kwargs)
+        except messaging.MessageDeliveryFailure:
+            raise
+        except Exception:
+            # An answer or a timeout: the reply queue is set up.
+            self._unproven = False
+            raise
+        self._unproven = False
+        return result
 
     # 1.0
 

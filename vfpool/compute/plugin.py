@@ -115,6 +115,10 @@ class VFMigrationPlugin:
         migration (Nova) still wants it; False ends its lease renewal,
         None (cannot tell) renews on, within ``[migration]
         claim_max_seconds``.
+    :param rpc_retry: for a client built here, oslo.messaging's ``retry``
+        (reconnections to a lost broker per call); None retries forever,
+        a number also bounds the wait for an unreachable broker (see
+        :class:`vfpool.rpcapi.VfpoolAPI`).
     """
 
     def __init__(self, conf: cfg.ConfigOpts, host: str,
@@ -124,11 +128,11 @@ class VFMigrationPlugin:
                  connection: ConnectionArg = None,
                  registry: events.DeviceEventRegistry | None = None,
                  rpc_attempts: int = 3,
-                 owner: typing.Callable[[str], bool | None] | None = None
-                 ) -> None:
+                 owner: typing.Callable[[str], bool | None] | None = None,
+                 rpc_retry: int | None = None) -> None:
         self.conf = conf
         self.host = host
-        self.client = client or rpcapi.VfpoolAPI(conf)
+        self.client = client or rpcapi.VfpoolAPI(conf, retry=rpc_retry)
         self._owns_client = client is None
         self.rpc_attempts = rpc_attempts
         self.policy = recovery.ReattachPolicy(conf, self.client,

@@ -93,6 +93,12 @@ _EVENT_KINDS = {
 vfpool_context = lifecycle.vfpool_context
 
 
+#: Reconnections to a lost broker per vfpool call (oslo.messaging's
+#: ``retry``): with the broker check of a bounded client
+#: (:class:`vfpool.rpcapi.VfpoolAPI`), no call waits without bound.
+RPC_RETRY = 1
+
+
 class NoClaim(Exception):
     """The instance holds vfpool VFs here but the destination claimed none."""
 
@@ -142,7 +148,13 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
         events.use_host_event_loop()
         self._vfpool = vf_plugin.VFMigrationPlugin(
             conf, host, connection=lambda: self._host.get_connection(),
-            registry=self._vfpool_events, owner=self._vfpool_wanted)
+            registry=self._vfpool_events, owner=self._vfpool_wanted,
+            rpc_retry=RPC_RETRY)
+        try:
+            self._check_host_known(conf, host)
+        except nova_exception.InvalidConfiguration:
+            with excutils.save_and_reraise_exception():
+                self.cleanup_vfpool()
         self._vfpool_reconciler = reconcile.Reconciler(
             self._vfpool, self._vfpool_domain_by_uuid,
             interval=conf.migration.reconcile_interval,
@@ -182,6 +194,50 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
                 instance_uuid)
         except libvirt_driver.libvirt.libvirtError:
             return None
+
+    def _check_host_known(self, conf, host: str) -> None:
+        """Refuse to start when vfpool knows this host by another name.
+
+        The agent reports under vfpool's ``[DEFAULT] host``, by default
+        ``gethostname()``; the driver speaks for Nova's ``host``.  When
+        the file sets none and the two differ, vfpool-server tells which
+        it knows: only vfpool's name means every VF build would fail with
+        HostNotFound.  Neither known (no report yet) or vfpool-server
+        unreachable: a warning, not a refusal.
+        """
+        agent_name = conf.host
+        if agent_name == host:
+            return
+        client = self.vfpool.client
+        known: dict[str, bool] = {}
+        try:
+            for name in (host, agent_name):
+                try:
+                    client.get_host(None, name)
+                    known[name] = True
+                except exception.HostNotFound:
+                    known[name] = False
+                if known[host]:
+                    return
+        except (exception.VfpoolException,
+                messaging.MessagingException) as exc:
+            LOG.warning('vfpool: Nova calls this host %s, vfpool-agent '
+                        'reports it as %s (vfpool\'s [DEFAULT] host); '
+                        'vfpool-server cannot say which it knows (%s)',
+                        host, agent_name, exc)
+            return
+        if known[agent_name]:
+            raise nova_exception.InvalidConfiguration(
+                'vfpool-server knows this host as %s (vfpool\'s [DEFAULT] '
+                'host, from gethostname()) but not as %s (nova.conf\'s '
+                '[DEFAULT] host): every VF build would fail with '
+                'HostNotFound. Set host = %s in %s.'
+                % (agent_name, host, host, CONF.vfpool.config_file))
+        LOG.warning('vfpool: Nova calls this host %s but vfpool-agent would '
+                    'report it as %s (vfpool\'s [DEFAULT] host, from '
+                    'gethostname()); vfpool-server knows neither yet. Set '
+                    'host = %s in %s unless the agent already does.',
+                    host, agent_name, host, CONF.vfpool.config_file)
 
     def _check_devices_disjoint(self, conf) -> None:
         """Refuse to start if Nova's PCI tracker would hand out vfpool's VFs.
@@ -274,6 +330,17 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
                 reason='vfpool needs the Migration of the live migration')
         host = self.vfpool.host
         try:
+            if self._vfpool_known_none(instance) or (
+                    instance.system_metadata.get(lifecycle.HOLDS_KEY) is None
+                    and not self._vfpool_instance(ctxt, instance).get(
+                        'allocations')):
+                # Holds no VF (known, or one lookup): nothing to claim.
+                return migrate_data
+        except messaging.MessagingException as exc:
+            raise nova_exception.MigrationPreCheckError(
+                reason='vfpool-server could not say whether the instance '
+                       'holds VFs: %s' % exc)
+        try:
             pairs = self.vfpool.pre_live_migration(
                 vfpool_context(ctxt), instance.uuid, migration.uuid,
                 source_host=instance.host, dest_host=host)
@@ -303,6 +370,9 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
                 self._free_claims(context, instance, migrate_data)
 
     def _free_claims(self, context, instance, migrate_data=None) -> None:
+        if self._vfpool_known_none(instance):
+            self._forget_claim(instance.uuid)
+            return
         migration_uuid = self._migration_uuid(context, instance,
                                               migrate_data)
         self._forget_claim(instance.uuid)
@@ -359,7 +429,7 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
         answers for an instance without VFs on hosts it does not know.
         """
         vctx = vfpool_context(context)
-        info = self.vfpool.call('get_instance', vctx, instance.uuid)
+        info = self._vfpool_instance(context, instance)
         migration = info.get('migration')
         if migration and migration['uuid'] == migration_uuid:
             self.vfpool.detach_source_vfs(
@@ -440,6 +510,9 @@ class VfpoolLibvirtDriver(lifecycle.VfpoolLifecycle,
         super().post_live_migration_at_destination(
             context, instance, network_info, block_migration,
             block_device_info)
+        if self._vfpool_known_none(instance):
+            self._forget_claim(instance.uuid)
+            return
         migration_uuid = self._migration_uuid(context, instance)
         self._forget_claim(instance.uuid)
         if migration_uuid is None:

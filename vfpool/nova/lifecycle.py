@@ -73,6 +73,10 @@ GENERATION_KEY = 'vfpool_generation'
 #: Instance system metadata: the MACs of its VFs while shelved offloaded,
 #: by physical network, so that it gets them again on unshelve.
 MACS_KEY = 'vfpool_macs'
+#: Instance system metadata: whether it holds vfpool VFs, '1' or '0', so
+#: that an instance holding none never waits for vfpool.  No key (an
+#: instance older than it) is unknown: one lookup, then remembered.
+HOLDS_KEY = 'vfpool_holds'
 #: The migration types of a resize or cold migration in Nova, and the
 #: statuses of one in progress (until confirmed or reverted).
 _COLD = ('resize', 'migration')
@@ -210,12 +214,17 @@ class VfpoolLifecycle(_Driver):
     def _vfpool_instance(self, context, instance) -> dict:
         """What vfpool holds for the instance; {} when it may be nothing.
 
-        An instance whose flavor asks for no VF goes on without vfpool
-        when vfpool-server cannot be reached (it holds nothing, unless an
-        operator allocated by hand); one whose flavor asks for VFs fails.
+        No RPC for an instance known to hold none (:data:`HOLDS_KEY`); an
+        unknown one is looked up once and remembered.  An instance whose
+        flavor asks for no VF goes on without vfpool when vfpool-server
+        cannot be reached (it holds nothing, unless an operator allocated
+        by hand); one whose flavor asks for VFs fails.
         """
+        if self._vfpool_known_none(instance) or self._vfpool_saved_none(
+                context, instance):
+            return {'allocations': [], 'migration': None}
         try:
-            return self._vfpool_rpc('get_instance', context, instance.uuid)
+            info = self._vfpool_rpc('get_instance', context, instance.uuid)
         except messaging.MessagingException as exc:
             if vf_requests(instance):
                 raise
@@ -223,6 +232,49 @@ class VfpoolLifecycle(_Driver):
                         'flavor asks for no VF, going on without',
                         exc, instance=instance)
             return {'allocations': [], 'migration': None}
+        if instance.system_metadata.get(HOLDS_KEY) is None:
+            self._vfpool_remember(instance, bool(
+                info.get('allocations') or info.get('migration')))
+        return info
+
+    # -- whether the instance holds VFs (issue 20 item 2) ---------------------
+
+    @staticmethod
+    def _vfpool_known_none(instance) -> bool:
+        """Known to hold no vfpool VF: nothing to ask vfpool (no RPC)."""
+        return instance.system_metadata.get(HOLDS_KEY) == '0'
+
+    @staticmethod
+    def _vfpool_saved_none(context, instance) -> bool:
+        """An unknown key may have been saved since this copy was loaded.
+
+        Another host of the same operation (a live migration's
+        destination) may have looked it up already: one lookup in all.
+        """
+        if context is None or instance.system_metadata.get(HOLDS_KEY):
+            return False
+        try:
+            saved = objects.Instance.get_by_uuid(
+                context, instance.uuid, expected_attrs=['system_metadata'])
+        except nova_exception.InstanceNotFound:
+            return False
+        value = saved.system_metadata.get(HOLDS_KEY)
+        if value is not None:
+            instance.system_metadata[HOLDS_KEY] = value
+        return value == '0'
+
+    @staticmethod
+    def _vfpool_remember(instance, holds: bool) -> None:
+        value = '1' if holds else '0'
+        if instance.system_metadata.get(HOLDS_KEY) == value:
+            return
+        instance.system_metadata[HOLDS_KEY] = value
+        try:
+            instance.save()
+        except nova_exception.InstanceNotFound:
+            pass
+
+    # -- end of issue 20 item 2 -----------------------------------------------
 
     def _vfpool_bump_generation(self, instance) -> None:
         """A later claim of this instance gets a new request id."""
@@ -232,6 +284,8 @@ class VfpoolLifecycle(_Driver):
 
     def _vfpool_release_here(self, context, instance,
                              living_on: bool) -> int:
+        if self._vfpool_known_none(instance):
+            return 0
         host = self.vfpool.host
         if instance.task_state == task_states.SHELVING_OFFLOADING:
             remember_macs(instance, self._vfpool_here(context, instance))
@@ -244,6 +298,8 @@ class VfpoolLifecycle(_Driver):
             LOG.info('vfpool: freed %d VF(s) of the instance on %s', freed,
                      host, instance=instance)
         if living_on:
+            # It holds none now (offloaded, or a build that failed here).
+            instance.system_metadata[HOLDS_KEY] = '0'
             self._vfpool_bump_generation(instance)
         return freed
 
@@ -367,10 +423,18 @@ class VfpoolLifecycle(_Driver):
         maximum number of retries".
         """
         requests = vf_requests(instance)
-        info = self._vfpool_instance(context, instance)
         host = self.vfpool.host
-        held = {a.get('host') for a in info.get('allocations', [])}
+        if not requests and (
+                self._vfpool_known_none(instance) or
+                (instance.system_metadata.get(HOLDS_KEY) is None and
+                 instance.task_state == task_states.SPAWNING)):
+            # A build (or unshelve) of a flavor without VFs, or an instance
+            # known to hold none: vfpool need not even be up.
+            self._vfpool_remember(instance, False)
+            return False
         try:
+            info = self._vfpool_instance(context, instance)
+            held = {a.get('host') for a in info.get('allocations', [])}
             if host in held:
                 LOG.info('vfpool: the instance keeps its VF(s) here',
                          instance=instance)
@@ -378,6 +442,7 @@ class VfpoolLifecycle(_Driver):
             if held:
                 self._vfpool_evacuate(context, instance, sorted(held),
                                       info.get('allocations', []))
+                self._vfpool_remember(instance, True)
                 return True
             if not requests:
                 return False
@@ -394,6 +459,7 @@ class VfpoolLifecycle(_Driver):
         LOG.info('vfpool: allocated VF(s) %s', ', '.join(
             '%s (MAC %s)' % (a['address'], a['mac']) for a in allocs),
             instance=instance)
+        self._vfpool_remember(instance, bool(allocs))
         return True
 
     # -- evacuate -------------------------------------------------------------
@@ -502,6 +568,8 @@ class VfpoolLifecycle(_Driver):
         stays ACTIVE here.  Returns the uuid of the migration claimed for,
         if any.
         """
+        if self._vfpool_known_none(instance):
+            return None
         migration = self._vfpool_cold_migration(context, instance)
         if migration is None:
             LOG.warning('vfpool: no resize or cold migration in progress: '
@@ -549,6 +617,8 @@ class VfpoolLifecycle(_Driver):
     def _vfpool_settle(self, context, instance, migration_uuid: str,
                        method: str) -> None:
         """Complete or abort; a migration vfpool never saw is nothing."""
+        if self._vfpool_known_none(instance):
+            return
         try:
             self._vfpool_rpc(method, context, migration_uuid)
         except exception.MigrationNotFound:

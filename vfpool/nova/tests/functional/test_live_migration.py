@@ -37,7 +37,9 @@ import uuid
 import fixtures
 from neutronclient.common import exceptions as neutron_client_exc
 from nova.conductor.tasks import live_migrate
+from nova import context as nova_context
 from nova import exception as nova_exception
+from nova import objects
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.api import client
 from nova.tests.functional.libvirt import base as nova_base
@@ -50,6 +52,7 @@ from vfpool.agent import discovery
 from vfpool.compute import plugin as vf_plugin
 from vfpool.compute import vf_xml
 from vfpool.db import models
+from vfpool.nova import lifecycle
 from vfpool.nova.tests.functional import base
 from vfpool.nova.tests.functional import fakelibvirt_gaps
 from vfpool.tests import api_cases
@@ -147,7 +150,30 @@ class VfpoolLiveMigrationBase(base.VfpoolDriverMixin,
             fakelibvirt.VIR_DOMAIN_AFFECT_CONFIG)
         self.assertEqual((alloc['address'], mac, VLAN),
                          self.vfpool_vf(host, server, mac))
+        self.set_holds(server, '1')
         return server, alloc
+
+    def set_holds(self, server, value: str | None) -> None:
+        """Set the instance's vfpool_holds key (None: as before it existed).
+
+        '1' is what a boot-time allocation leaves; the servers here get
+        their VF by hand, after a boot that left '0'.
+        """
+        instance = objects.Instance.get_by_uuid(
+            nova_context.get_admin_context(), server['id'],
+            expected_attrs=['system_metadata'])
+        if value is None:
+            instance.system_metadata.pop(lifecycle.HOLDS_KEY, None)
+        else:
+            instance.system_metadata[lifecycle.HOLDS_KEY] = value
+        instance.save()
+
+    def holds(self, server) -> str | None:
+        """The instance's vfpool_holds key, as the driver left it."""
+        return objects.Instance.get_by_uuid(
+            nova_context.get_admin_context(), server['id'],
+            expected_attrs=['system_metadata']).system_metadata.get(
+                lifecycle.HOLDS_KEY)
 
     def vfpool_vf(self, hostname: str, server, mac: str = MAC):
         """(PCI source, MAC, VLAN) of the guest's vfpool VF, or None."""
