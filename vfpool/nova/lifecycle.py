@@ -64,6 +64,7 @@ from vfpool.compute import libvirt_ops
 from vfpool.compute import vf_xml
 from vfpool import exception
 from vfpool.nova import flavor
+from vfpool import states
 
 LOG = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ def guest_vfs(info: dict, host: str) -> list[dict]:
     a resize's finish_migration runs on.
     """
     migration = info.get('migration')
-    if (migration and migration['state'] in ('in_progress', 'moving')
+    if (migration and migration['state'] in states.IN_FLIGHT
             and migration['dest_host'] == host):
         return [pair['dest'] for pair in migration['vfs']]
     return [a for a in info['allocations'] if a.get('host') == host]

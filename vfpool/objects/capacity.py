@@ -32,6 +32,7 @@ from vfpool.conf import pool as pool_conf
 from vfpool.db import api as db_api
 from vfpool.db import models
 from vfpool.objects import vf as vf_obj
+from vfpool import states
 
 Host = models.Host
 VF = models.VirtualFunction
@@ -183,7 +184,7 @@ def _buckets(session, host_ids: list[int],
     networks = sorted({r['physical_network'] for r in requests})
     rows = session.connection().execute(
         sa.select(VF.host_id, *_KEY_COLUMNS, sa.func.count(VF.id))
-        .where(VF.host_id.in_(host_ids), VF.state == models.AVAILABLE,
+        .where(VF.host_id.in_(host_ids), VF.state == states.AVAILABLE,
                VF.physical_network.in_(networks))
         .group_by(VF.host_id, *_KEY_COLUMNS)).all()
     buckets: dict[int, list[Bucket]] = collections.defaultdict(list)

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from vfpool.db import api as db_api
 from vfpool.db import models
 from vfpool import exception
+from vfpool import states
 from vfpool import utils
 
 Host = models.Host
@@ -68,7 +69,7 @@ def _get_or_create(session, name: str, now) -> models.Host:
 
 
 def _restored_state(vf: models.VirtualFunction) -> str:
-    return vf.prior_state or models.AVAILABLE
+    return vf.prior_state or states.AVAILABLE
 
 
 @db_api.retry_on_deadlock
@@ -155,12 +156,12 @@ def report_inventory(context, host: str, pfs: list[dict],
             if row is None:
                 new_vfs.append(dict(
                     wanted, host_id=host_row.id, address=vf['address'],
-                    state=models.AVAILABLE, generation=0, created_at=now))
+                    state=states.AVAILABLE, generation=0, created_at=now))
                 counts['added'] += 1
                 continue
             changes = {k: v for k, v in wanted.items()
                        if getattr(row, k) != v}
-            if row.state == models.MISSING:
+            if row.state == states.MISSING:
                 changes.update(state=_restored_state(row), prior_state=None)
             if not changes:
                 counts['unchanged'] += 1
@@ -168,9 +169,9 @@ def report_inventory(context, host: str, pfs: list[dict],
             _swap(session, row, changes, now)
             counts['updated'] += 1
     for address, row in vf_rows.items():
-        if address in seen or row.state == models.MISSING:
+        if address in seen or row.state == states.MISSING:
             continue
-        _swap(session, row, dict(state=models.MISSING,
+        _swap(session, row, dict(state=states.MISSING,
                                  prior_state=row.state), now)
         counts['removed'] += 1
     if new_vfs:
@@ -198,7 +199,7 @@ def _counts(session, host_id: int) -> dict:
     networks: dict = {}
     for network, state, count in rows:
         per_state = networks.setdefault(
-            network, {s: 0 for s in models.VF_STATES})
+            network, {s: 0 for s in states.VF_STATES})
         per_state[state] = count
     return networks
 
