@@ -76,6 +76,10 @@ class Host(TimestampMixin, Base):
     #: when unknown, which makes the next report a full one.
     report_digest: orm.Mapped[str | None] = orm.mapped_column(
         sa.String(64), nullable=True)
+    #: Swapped by every full report, from the value it read, with its
+    #: rows and digest: overlapping reports cannot mix (issue 18 item 9).
+    report_generation: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, nullable=False, default=0, server_default='0')
 
 
 class PhysicalFunction(TimestampMixin, Base):

@@ -99,11 +99,15 @@ _UNCHANGED = (sa.update(Host)
 
 
 def forget_report(session, host_id: int) -> None:
-    """Make the host's next report a full one (after an operator's edit)."""
+    """Make the host's next report a full one (after an operator's edit).
+
+    The generation moves too: a full report that read the rows before
+    the edit starts over rather than store its digest over them.
+    """
     session.execute(
-        sa.update(Host).where(Host.id == host_id,
-                              Host.report_digest.is_not(None))
-        .values(report_digest=None)
+        sa.update(Host).where(Host.id == host_id)
+        .values(report_digest=None,
+                report_generation=Host.report_generation + 1)
         .execution_options(synchronize_session=False))
 
 
@@ -123,8 +127,7 @@ def report_inventory(context, host: str, pfs: list[dict],
     session = context.session
     now = timeutils.utcnow()
     host_row = _get_or_create(session, host, now)
-    host_row.last_report_at = now
-    host_row.report_digest = digest
+    _fence_report(session, host_row, digest, now)
     counts = dict(added=0, removed=0, updated=0, unchanged=0)
 
     pf_rows = {p.address: p for p in session.execute(
@@ -177,6 +180,25 @@ def report_inventory(context, host: str, pfs: list[dict],
     if new_vfs:
         session.execute(sa.insert(VF), new_vfs)
     return counts
+
+
+def _fence_report(session, host_row: models.Host, digest: str | None,
+                  now) -> None:
+    """Take the host's report generation, as read, with the digest.
+
+    First, so that an overlapping report waits here or starts over: the
+    swap is checked against the latest committed row whatever the
+    transaction's snapshot, so a report that read its rows before
+    another one committed never stores its digest over that one's rows.
+    """
+    done = session.connection().execute(
+        sa.update(Host)
+        .where(Host.id == host_row.id,
+               Host.report_generation == host_row.report_generation)
+        .values(report_generation=host_row.report_generation + 1,
+                report_digest=digest, last_report_at=now)).rowcount
+    if not done:
+        raise db_exc.RetryRequest(exception.Conflict())
 
 
 def _swap(session, row, changes: dict, now) -> None:

@@ -45,6 +45,7 @@ from vfpool.objects import migration as migration_obj
 from vfpool.tests import api_cases
 from vfpool.tests.functional import base
 from vfpool.tests import inventory as inv
+from vfpool import utils
 
 load_tests = testscenarios.load_tests_apply_scenarios
 
@@ -298,6 +299,28 @@ class TestInterleavings(testscenarios.WithScenarios,
                          table[('dst', first[0]['dest']['address'])])
         self.assertEqual(set(), {row for (h, _a), row in table.items()
                                  if h == 'third' and row[0] != 'available'})
+
+    def test_issue18_item9_overlapping_reports_never_mix_rows_and_digest(
+            self):
+        # The agent's newer snapshot (the victim's) still has VF a and
+        # renames VF b; an older one (the competitor's) had lost a.  The
+        # victim read the host before the competitor committed.
+        older = inv.pf(7, 2)
+        a = older['vfs'].pop(0)
+        newer = inv.pf(7, 2)
+        newer['vfs'][1]['netdev'] = 'ens7v1'
+        host_obj.report_inventory(self.context, 'h', [inv.pf(7, 2)])
+        digest = utils.snapshot_digest([newer])
+        victim = self.held(lambda: host_obj.report_inventory(
+            self.context, 'h', [newer], digest))
+        host_obj.report_inventory(self.context, 'h', [older],
+                                  utils.snapshot_digest([older]))
+        outcome = victim.finish()
+        self.assertNotIsInstance(outcome, Exception)
+        # The digest stored is the newer snapshot's: its rows with it.
+        self.assertTrue(host_obj.report_unchanged(self.context, 'h', digest))
+        self.assertEqual('available', api_cases.vf_table(
+            self.engine)[('h', a['address'])][0])
 
 
 def _snapshot_isolation(dbapi_connection, connection_record):
