@@ -146,10 +146,9 @@ def reserve(context, host: str, address: str,
     """Hold an ``available`` VF back from every claim."""
     session = context.session
     host_id, vf = _get(session, host, address)
-    done = vf_obj.transition(
+    done = vf_obj.reserve(
         session, sa.and_(VF.host_id == host_id, VF.address == address,
-                         VF.state == states.AVAILABLE),
-        states.RESERVED, reserved_reason=reason)
+                         VF.state == states.AVAILABLE), reason)
     if not done:
         raise _conflict(vf, 'only an available VF can be reserved')
     host_obj.forget_report(session, host_id)
@@ -162,10 +161,9 @@ def unreserve(context, host: str, address: str) -> dict:
     """Give a ``reserved`` VF back to the pool."""
     session = context.session
     host_id, vf = _get(session, host, address)
-    done = vf_obj.transition(
+    done = vf_obj.unreserve(
         session, sa.and_(VF.host_id == host_id, VF.address == address,
-                         VF.state == states.RESERVED),
-        states.AVAILABLE, reserved_reason=None, **vf_obj.FREE_VALUES)
+                         VF.state == states.RESERVED))
     if not done:
         raise _conflict(vf, 'only a reserved VF can be unreserved')
     host_obj.forget_report(session, host_id)
@@ -215,12 +213,12 @@ def leaks(context) -> list[dict]:
 
 
 def _swap(session, host: str, address: str, generation: int, criteria,
-          to_state: str, **values) -> bool:
+          move, *args) -> bool:
+    """``move`` (a transition of ``vf``) of one VF, as it was seen."""
     host_id = host_obj.get_by_name(session, host).id
-    done = bool(vf_obj.transition(
+    done = bool(move(
         session, sa.and_(VF.host_id == host_id, VF.address == address,
-                         VF.generation == generation, criteria),
-        to_state, **values))
+                         VF.generation == generation, criteria), *args))
     if done:
         host_obj.forget_report(session, host_id)
     return done
@@ -231,8 +229,7 @@ def _swap(session, host: str, address: str, generation: int, criteria,
 def free_claim(context, host: str, address: str, generation: int) -> bool:
     """Free an orphan claim, if the VF is still as it was seen."""
     return _swap(context.session, host, address, generation,
-                 _in_state(states.CLAIMED), states.AVAILABLE,
-                 **vf_obj.FREE_VALUES)
+                 _in_state(states.CLAIMED), vf_obj.free)
 
 
 @db_api.retry_on_deadlock
@@ -240,8 +237,7 @@ def free_claim(context, host: str, address: str, generation: int) -> bool:
 def clear_mark(context, host: str, address: str, generation: int) -> bool:
     """Unmark an allocation whose migration is over; the owner stays."""
     return _swap(context.session, host, address, generation,
-                 _in_state(states.ALLOCATED), states.ALLOCATED,
-                 migration_uuid=None)
+                 _in_state(states.ALLOCATED), vf_obj.unmark)
 
 
 @db_api.retry_on_deadlock
@@ -250,8 +246,8 @@ def set_attach_state(context, host: str, address: str, generation: int,
                      attach_state: str) -> bool:
     """Record what is really plugged in, if the VF is unchanged."""
     return _swap(context.session, host, address, generation,
-                 VF.state == states.ALLOCATED, states.ALLOCATED,
-                 attach_state=attach_state)
+                 VF.state == states.ALLOCATED, vf_obj.set_attach_state,
+                 attach_state)
 
 
 @db_api.retry_on_deadlock
@@ -260,5 +256,4 @@ def reserve_seen(context, host: str, address: str, generation: int,
                  reason: str) -> bool:
     """Reserve an available VF found in use, if it is unchanged."""
     return _swap(context.session, host, address, generation,
-                 VF.state == states.AVAILABLE, states.RESERVED,
-                 reserved_reason=reason)
+                 VF.state == states.AVAILABLE, vf_obj.reserve, reason)

@@ -33,6 +33,7 @@ from vfpool.objects import leases
 from vfpool.objects import macs
 from vfpool.objects import migration as migration_obj
 from vfpool.objects import vf as vf_obj
+from vfpool import states
 
 VF = models.VirtualFunction
 Request = models.AllocationRequest
@@ -125,20 +126,15 @@ def allocate(context, instance_uuid: str, host: str, requests: list[dict],
     conn.execute(_RECORD, dict(
         request_id=request_id, instance_uuid=instance_uuid,
         host_id=host_row.id, digest=digest, created_at=timeutils.utcnow()))
-    result = []
-    taken: set = set()
-    for request, mac in zip(requests, _macs(session, host, requests,
-                                            mac_prefix)):
-        claimed = vf_obj.claim(
-            session, request, models.ALLOCATED,
-            _owner_values(instance_uuid, request, mac, request_id),
-            numa_policy=numa_policy, exclude=taken, host_id=host_row.id)
-        if claimed is None:
-            raise vf_obj.no_vf(host, request)
-        vf_id, _host_id, alloc = claimed
-        taken.add(vf_id)
-        result.append(alloc)
-    return result
+    claimed, unservable = vf_obj.claim_all(
+        session, requests, states.ALLOCATED,
+        [_owner_values(instance_uuid, request, mac, request_id)
+         for request, mac in zip(requests, _macs(session, host, requests,
+                                                 mac_prefix))],
+        host_id=host_row.id, numa_policy=numa_policy)
+    if unservable is not None:
+        raise vf_obj.no_vf(host, requests[unservable])
+    return [alloc for _vf_id, alloc in claimed]
 
 
 @db_api.retry_on_deadlock
@@ -222,11 +218,7 @@ def set_attach_state(context, instance_uuid: str, host: str, address: str,
     session = context.session
     held = _held(instance_uuid, host_obj.get_by_name(session, host).id,
                  address)
-    done = session.connection().execute(
-        sa.update(VF).where(held)
-        .values(attach_state=attach_state, generation=VF.generation + 1,
-                updated_at=timeutils.utcnow())).rowcount
-    if not done:
+    if not vf_obj.set_attach_state(session, held, attach_state):
         raise _not_found(instance_uuid, host, address)
     return dict(vf_obj.allocation(vf_obj.with_pf(session, held)[0]),
                 attach_state=attach_state)
@@ -257,7 +249,7 @@ def replace(context, instance_uuid: str, host: str, address: str,
     request = vf_obj.equivalent_request(old, match_device_type)
     values = vf_obj.owner(instance_uuid, old.request_id, old.mac, old.vlan,
                           old.port_id)
-    claimed = vf_obj.claim(session, request, models.ALLOCATED, values,
+    claimed = vf_obj.claim(session, request, states.ALLOCATED, values,
                            numa_policy=numa_policy, exclude={old.id},
                            host_id=host_row.id)
     if claimed is None:

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from vfpool.db import api as db_api
 from vfpool.db import models
 from vfpool import exception
+from vfpool.objects import vf as vf_obj
 from vfpool import states
 from vfpool import utils
 
@@ -66,10 +67,6 @@ def _get_or_create(session, name: str, now) -> models.Host:
         # DBDuplicateEntry and is retried whole, finding the row.
         session.flush()
     return host
-
-
-def _restored_state(vf: models.VirtualFunction) -> str:
-    return vf.prior_state or states.AVAILABLE
 
 
 @db_api.retry_on_deadlock
@@ -164,18 +161,15 @@ def report_inventory(context, host: str, pfs: list[dict],
                 continue
             changes = {k: v for k, v in wanted.items()
                        if getattr(row, k) != v}
-            if row.state == states.MISSING:
-                changes.update(state=_restored_state(row), prior_state=None)
-            if not changes:
+            if not changes and row.state != states.MISSING:
                 counts['unchanged'] += 1
                 continue
-            _swap(session, row, changes, now)
+            vf_obj.update_reported(session, row, changes, now)
             counts['updated'] += 1
     for address, row in vf_rows.items():
         if address in seen or row.state == states.MISSING:
             continue
-        _swap(session, row, dict(state=states.MISSING,
-                                 prior_state=row.state), now)
+        vf_obj.go_missing(session, row, now)
         counts['removed'] += 1
     if new_vfs:
         session.execute(sa.insert(VF), new_vfs)
@@ -199,18 +193,6 @@ def _fence_report(session, host_row: models.Host, digest: str | None,
                 report_digest=digest, last_report_at=now)).rowcount
     if not done:
         raise db_exc.RetryRequest(exception.Conflict())
-
-
-def _swap(session, row, changes: dict, now) -> None:
-    done = session.execute(
-        sa.update(VF).where(VF.id == row.id,
-                            VF.generation == row.generation)
-        .values(generation=row.generation + 1, updated_at=now, **changes)
-        .execution_options(synchronize_session=False)).rowcount
-    if not done:
-        raise db_exc.RetryRequest(exception.VFStateConflict(
-            address=row.address, host=row.host_id, state=row.state,
-            reason='changed while the report was applied'))
 
 
 def _counts(session, host_id: int) -> dict:

@@ -194,8 +194,7 @@ def _end_claims(session, migration_uuid: str) -> int:
     """Free the migration's destination claims, unmark its sources."""
     freed = vf_obj.free(session, sa.and_(VF.migration_uuid == migration_uuid,
                                          _is_claim()))
-    vf_obj.transition(session, VF.migration_uuid == migration_uuid,
-                      states.ALLOCATED, migration_uuid=None)
+    vf_obj.unmark(session, VF.migration_uuid == migration_uuid)
     return freed
 
 
@@ -575,11 +574,11 @@ def _explain_sources(session, row, source_ids: list) -> Exception:
 
 
 def _win_back(session, row, link) -> bool:
-    return bool(vf_obj.transition(
+    return bool(vf_obj.win_back(
         session, sa.and_(VF.id == link.dest_vf_id,
                          VF.state == states.AVAILABLE),
-        states.ALLOCATED, **vf_obj.owner(row.instance_uuid, link.request_id,
-                                         link.mac, link.vlan, link.port_id)))
+        **vf_obj.owner(row.instance_uuid, link.request_id, link.mac,
+                       link.vlan, link.port_id)))
 
 
 def _reacquire(session, row, found: list, reclaim: bool,
