@@ -139,29 +139,73 @@ def allocate(context, instance_uuid: str, host: str, requests: list[dict],
 
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
-def release(context, instance_uuid: str, host: str | None = None) -> int:
+def release(context, instance_uuid: str, host: str | None = None,
+            request_ids: list[str] | None = None) -> int:
     """Free every VF the instance holds (on ``host``, if given).
 
     Its migration in flight (from or to ``host``) is aborted first,
     through the same transition as ``abort_migration``: the instance is
-    gone.  Its request ids there become tombstones (``released_at``, by
-    the database's clock), never deleted here: see :func:`allocate`.
-    Returns the VFs freed, destination claims included.
+    gone.  Its request ids become tombstones (``released_at``, by the
+    database's clock), never deleted here (see :func:`allocate`): on
+    ``host``, those recorded there and those the freed VFs carry (a VF
+    that migrated here keeps the id it was allocated under elsewhere);
+    without ``host``, all of them.  ``request_ids`` (with ``host``)
+    are tombstoned as well, recorded or not: an ``allocate`` of one of
+    them that is still queued, or not committed yet, then claims
+    nothing (:func:`_tombstone`).  Returns the VFs freed, destination
+    claims included.
     """
     session = context.session
+    conn = session.connection()
     criteria = [VF.instance_uuid == instance_uuid]
     request_criteria = [Request.instance_uuid == instance_uuid]
     host_id = None
     if host is not None:
         host_id = host_obj.get_by_name(session, host).id
         criteria.append(VF.host_id == host_id)
-        request_criteria.append(Request.host_id == host_id)
-    freed = migration_obj.abort_in_flight(session, instance_uuid, host_id)
-    freed += vf_obj.free(session, sa.and_(*criteria))
-    session.execute(sa.update(Request).where(
+        carried = sa.select(VF.request_id).where(
+            *criteria, VF.request_id.is_not(None)).scalar_subquery()
+        request_criteria.append(sa.or_(
+            Request.host_id == host_id, Request.request_id.in_(carried),
+            Request.request_id.in_(request_ids or [])))
+    elif request_ids:
+        raise exception.InvalidInput(
+            reason='release: request_ids needs the host they were '
+                   'allocated on')
+    for request_id in request_ids or ():
+        _tombstone(conn, instance_uuid, host_id, request_id)
+    conn.execute(sa.update(Request).where(
         Request.released_at.is_(None), *request_criteria).values(
             released_at=leases.now()))
+    freed = migration_obj.abort_in_flight(session, instance_uuid, host_id)
+    freed += vf_obj.free(session, sa.and_(*criteria))
     return freed
+
+
+def _tombstone(conn, instance_uuid: str, host_id: int | None,
+               request_id: str) -> None:
+    """Make ``request_id`` a tombstone of the instance, recorded or not.
+
+    A request id of another instance is refused (``RequestConflict``),
+    and the whole release changes nothing.  The insert takes the unique
+    ``request_id``: an ``allocate`` of it that is not committed yet
+    either makes this insert wait and fail (the release then starts
+    over and frees what it claimed) or, if this commits first, fails
+    its own insert and answers ``RequestReleased``.
+    """
+    row = conn.execute(_REQUEST, dict(request_id=request_id)).first()
+    if row is not None:
+        if row.instance_uuid != instance_uuid:
+            raise exception.RequestConflict(request_id=request_id)
+        return  # the UPDATE of release() marks it, if still live
+    conn.execute(_TOMBSTONE, dict(
+        request_id=request_id, instance_uuid=instance_uuid,
+        host_id=host_id, digest='', created_at=timeutils.utcnow()))
+
+
+#: A request id tombstoned before any allocate recorded it.  A duplicate
+#: key is retried whole (``retry_on_deadlock``): the retry finds the row.
+_TOMBSTONE = sa.insert(Request).values(released_at=leases.now())
 
 
 def _past_retention(retention_seconds: int):
