@@ -237,7 +237,11 @@ class VfpoolLifecycle(_Driver):
         if instance.task_state == task_states.SHELVING_OFFLOADING:
             remember_macs(instance, self._vfpool_here(context, instance))
         try:
-            freed = self._vfpool_rpc('release', context, instance.uuid, host)
+            # Naming the id our allocate here used makes it claim nothing
+            # should it still be queued (issue 18 item 4).
+            freed = self._vfpool_rpc(
+                'release', context, instance.uuid, host,
+                request_ids=[request_id(instance, host)])
         except exception.HostNotFound:
             # No agent reported this host: vfpool holds nothing here.
             freed = 0
