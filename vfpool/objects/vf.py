@@ -73,7 +73,8 @@ def _leaving(name: str, to_state: str):
     The VF is in a state the transition leaves for ``to_state``, or
     ``missing`` and would return to one.
     """
-    sources = sorted(a for a, b in TRANSITIONS[name] if b == to_state)
+    sources = sorted(a for a, b in TRANSITIONS[name]
+                     if b == to_state and a is not None)
     if not sources:
         raise ValueError('%s does not enter %s' % (name, to_state))
     return sa.or_(VF.state.in_(sources),
