@@ -147,8 +147,8 @@ def release(context, instance_uuid: str, host: str | None = None,
     through the same transition as ``abort_migration``: the instance is
     gone.  Its request ids become tombstones (``released_at``, by the
     database's clock), never deleted here (see :func:`allocate`): on
-    ``host``, those recorded there and those the freed VFs carry (a VF
-    that migrated here keeps the id it was allocated under elsewhere);
+    ``host``, those recorded there and those its allocations there carry
+    (a VF that migrated here keeps the id it was allocated under);
     without ``host``, all of them.  ``request_ids`` (with ``host``)
     are tombstoned as well, recorded or not: an ``allocate`` of one of
     them that is still queued, or not committed yet, then claims
@@ -163,8 +163,11 @@ def release(context, instance_uuid: str, host: str | None = None,
     if host is not None:
         host_id = host_obj.get_by_name(session, host).id
         criteria.append(VF.host_id == host_id)
+        # Allocations only: a destination claim carries the id of the
+        # source's VFs, which the instance may still hold there.
         carried = sa.select(VF.request_id).where(
-            *criteria, VF.request_id.is_not(None)).scalar_subquery()
+            vf_obj.owned_by(instance_uuid), VF.host_id == host_id,
+            VF.request_id.is_not(None)).scalar_subquery()
         request_criteria.append(sa.or_(
             Request.host_id == host_id, Request.request_id.in_(carried),
             Request.request_id.in_(request_ids or [])))

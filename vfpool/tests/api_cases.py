@@ -285,6 +285,20 @@ class ApiBehaviour:
                           None, instance, 'src', [inv.request()], 'r1')
         self.assertEqual({'available'}, set(self.states('src').values()))
 
+    def test_release_on_a_destination_keeps_the_source_request_id(self):
+        # The destination claim carries the source's request id; the
+        # instance still holds its source VF under it.
+        self.two_hosts()
+        instance, migration = inv.new_uuid(), inv.new_uuid()
+        [alloc] = self.client.allocate(None, instance, 'src',
+                                       [inv.request()], 'r1')
+        self.client.prepare_migration(None, migration, instance, 'src',
+                                      'dst')
+        self.assertEqual(1, self.client.release(None, instance, 'dst'))
+        [again] = self.client.allocate(None, instance, 'src',
+                                       [inv.request()], 'r1')
+        self.assertEqual(alloc['address'], again['address'])
+
     def test_release_on_one_host_only(self):
         self.two_hosts()
         instance = inv.new_uuid()
