@@ -41,6 +41,8 @@ API version history:
         (expected_sources=) refuses with SourcesChanged, and a prepare
         for a destination the migration left is refused.  Sent only when
         the cap allows, else the call as before 1.6.
+        release(request_ids=) tombstones the caller's request ids
+        whether or not an allocate recorded them yet.
 
 Every method is a ``call``.  Errors arrive as the very classes of
 ``vfpool.exception`` that the server raised.  A client caps what it
@@ -211,9 +213,20 @@ class VfpoolAPI:
                           requests=requests, request_id=request_id)
 
     def release(self, context, instance_uuid: str,
-                host: str | None = None) -> int:
+                host: str | None = None,
+                request_ids: list[str] | None = None) -> int:
+        """``request_ids`` (1.6, with ``host``): ids to tombstone.
+
+        The ids the caller's allocates there used, tombstoned even if
+        none arrived yet.  Left out when the cap is below 1.6: the
+        release then tombstones only the ids recorded, as before.
+        """
         kwargs: dict[str, typing.Any] = {} if host is None else {
             'host': host}
+        if request_ids and self.can_send_version('1.6'):
+            return self._call(context, '1.6', 'release',
+                              instance_uuid=instance_uuid,
+                              request_ids=request_ids, **kwargs)
         return self._call(context, '1.0', 'release',
                           instance_uuid=instance_uuid, **kwargs)
 

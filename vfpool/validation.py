@@ -243,3 +243,15 @@ def capacity_requests(field: str, value: Any) -> list[dict]:
 def capacity_hosts(field: str, value: Any) -> list[str]:
     return items(field, value, name, allow_empty=False,
                  max_items=MAX_CAPACITY_HOSTS)
+
+
+#: How many request ids one ``release`` may name.
+MAX_RELEASE_REQUEST_IDS = 64
+
+
+def request_ids(field: str, value: Any) -> list[str]:
+    """Distinct allocate request ids, in the order given."""
+    ids = items(field, value, name, max_items=MAX_RELEASE_REQUEST_IDS)
+    if len(set(ids)) != len(ids):
+        raise _invalid(field, 'names a request id twice')
+    return ids

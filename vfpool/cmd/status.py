@@ -40,6 +40,7 @@ from vfpool.db import migration
 from vfpool.manage import cli
 from vfpool.objects import leases
 from vfpool import rpc
+from vfpool import states
 
 Code = upgradecheck.Code
 Result = upgradecheck.Result
@@ -131,7 +132,7 @@ class Checks(upgradecheck.UpgradeCommands):
         with self._db().connect() as conn:
             lapsed = [uuid for (uuid,) in conn.execute(
                 sa.select(_migrations.c.uuid).where(
-                    _migrations.c.state == 'in_progress',
+                    _migrations.c.state == states.IN_PROGRESS,
                     _migrations.c.lease_expires_at < before)
                 .order_by(_migrations.c.lease_expires_at))]
         if lapsed:

@@ -53,21 +53,21 @@ from oslo_config import cfg
 from oslo_log import log as logging
 import oslo_messaging as messaging
 
-from vfpool.db import models
 from vfpool import exception
 from vfpool import rpcapi
+from vfpool import states
 
 LOG = logging.getLogger(__name__)
 
-RETRY = 'retry'
-SWAP = 'swap'
-DEGRADE = 'degrade'
-ERROR = 'error'
+RETRY = states.RETRY
+SWAP = states.SWAP
+DEGRADE = states.DEGRADE
+ERROR = states.ERROR
 
 # The attach states the server records (set_attach_state).
-ATTACHED = models.ATTACHED
-DETACHED = models.DETACHED
-FAILED = models.ATTACH_FAILED
+ATTACHED = states.ATTACHED
+DETACHED = states.DETACHED
+FAILED = states.ATTACH_FAILED
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,8 @@
 
 from oslo_config import cfg
 
+from vfpool import states
+
 migration_group = cfg.OptGroup(
     'migration', title='Live migration options',
     help='What the compute plugin does when a live migration goes wrong.')
@@ -19,17 +21,21 @@ migration_group = cfg.OptGroup(
 migration_opts = [
     cfg.StrOpt(
         'reattach_failure_policy',
-        default='retry',
+        default=states.RETRY,
         choices=[
-            ('retry', 'Try to attach the same destination VF again, up to '
-                      'reattach_attempts times, then behave as "error".'),
-            ('swap', 'Free the VF that failed, claim another equivalent VF '
-                     'on the same host and attach that one.'),
-            ('degrade', 'Leave the guest on its virtio standby; the '
-                        'allocation is recorded as not attached so that '
-                        'operators see it.'),
-            ('error', 'Record the allocation as failed and raise to the '
-                      'caller.'),
+            (states.RETRY,
+             'Try to attach the same destination VF again, up to '
+             'reattach_attempts times, then behave as "error".'),
+            (states.SWAP,
+             'Free the VF that failed, claim another equivalent VF '
+             'on the same host and attach that one.'),
+            (states.DEGRADE,
+             'Leave the guest on its virtio standby; the '
+             'allocation is recorded as not attached so that '
+             'operators see it.'),
+            (states.ERROR,
+             'Record the allocation as failed and raise to the '
+             'caller.'),
         ],
         help='What to do when the guest already runs on the destination '
              'but its VF cannot be attached there. The source VF is freed '

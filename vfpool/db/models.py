@@ -18,35 +18,31 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy import orm
 
+from vfpool import states
+
 # MySQL's DATETIME keeps whole seconds unless told otherwise; leases and
 # reports want sub-second precision on every backend.
 DateTime = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mysql')
 
-# VF states: doc/source/admin/operations.rst ("How vfpool holds VFs")
-# says what each means; doc/source/reference/rpc-api.rst reports them.
-AVAILABLE = 'available'
-CLAIMED = 'claimed'
-ALLOCATED = 'allocated'
-RESERVED = 'reserved'
-MISSING = 'missing'
-VF_STATES = (AVAILABLE, CLAIMED, ALLOCATED, RESERVED, MISSING)
-
-# Migration states (doc/source/contributor/state-machine.rst).
-IN_PROGRESS = 'in_progress'
-MOVING = 'moving'
-COMPLETED = 'completed'
-ABORTED = 'aborted'
-EXPIRED = 'expired'
-MIGRATION_STATES = (IN_PROGRESS, MOVING, COMPLETED, ABORTED, EXPIRED)
-#: The states of a migration in flight: its claims and marks are held.
-IN_FLIGHT = (IN_PROGRESS, MOVING)
-
-# Whether an allocated VF is really plugged into its guest, as the compute
-# plugin last recorded it (NULL: never reported).
-ATTACHED = 'attached'
-DETACHED = 'detached'
-ATTACH_FAILED = 'failed'
-ATTACH_STATES = (ATTACHED, DETACHED, ATTACH_FAILED)
+# State names live in vfpool.states (no SQLAlchemy needed to read them);
+# these aliases keep ``models.AVAILABLE`` and the like working.
+AVAILABLE = states.AVAILABLE
+CLAIMED = states.CLAIMED
+ALLOCATED = states.ALLOCATED
+RESERVED = states.RESERVED
+MISSING = states.MISSING
+VF_STATES = states.VF_STATES
+IN_PROGRESS = states.IN_PROGRESS
+MOVING = states.MOVING
+COMPLETED = states.COMPLETED
+ABORTED = states.ABORTED
+EXPIRED = states.EXPIRED
+MIGRATION_STATES = states.MIGRATION_STATES
+IN_FLIGHT = states.IN_FLIGHT
+ATTACHED = states.ATTACHED
+DETACHED = states.DETACHED
+ATTACH_FAILED = states.ATTACH_FAILED
+ATTACH_STATES = states.ATTACH_STATES
 
 
 class Base(orm.DeclarativeBase):
@@ -80,6 +76,10 @@ class Host(TimestampMixin, Base):
     #: when unknown, which makes the next report a full one.
     report_digest: orm.Mapped[str | None] = orm.mapped_column(
         sa.String(64), nullable=True)
+    #: Swapped by every full report, from the value it read, with its
+    #: rows and digest: overlapping reports cannot mix (issue 18 item 9).
+    report_generation: orm.Mapped[int] = orm.mapped_column(
+        sa.Integer, nullable=False, default=0, server_default='0')
 
 
 class PhysicalFunction(TimestampMixin, Base):

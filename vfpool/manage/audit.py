@@ -38,7 +38,6 @@ is a compare-and-swap on the VF as the audit saw it.
 
 from oslo_config import cfg
 
-from vfpool.db import models
 from vfpool.manage import cli
 from vfpool.manage import domains
 from vfpool import notifications
@@ -46,6 +45,7 @@ from vfpool.objects import admin
 from vfpool.objects import host as host_obj
 from vfpool.objects import migration as migration_obj
 from vfpool.objects import migration_view
+from vfpool import states
 from vfpool import validation as v
 
 ORPHAN_CLAIM = admin.ORPHAN_CLAIM
@@ -55,7 +55,7 @@ UNALLOCATED = 'attached_without_allocation'
 NOT_ATTACHED = 'allocation_not_attached'
 STALE_ATTACH_STATE = 'attach_state_stale'
 
-_RECORDED_OFF = (models.DETACHED, models.ATTACH_FAILED)
+_RECORDED_OFF = (states.DETACHED, states.ATTACH_FAILED)
 _COLUMNS = ['Problem', 'Host', 'Address', 'State', 'Instance', 'Migration',
             'Domains', 'Detail', 'Fix']
 
@@ -85,8 +85,8 @@ def _leak_problem(vf: dict) -> dict:
 
 
 def _held_by(vf: dict, domain: str) -> bool:
-    owned = {vf['state'], vf['prior_state']} & {models.ALLOCATED,
-                                                models.CLAIMED}
+    owned = {vf['state'], vf['prior_state']} & {states.ALLOCATED,
+                                                states.CLAIMED}
     return vf['instance_uuid'] == domain and bool(owned)
 
 
@@ -99,16 +99,16 @@ def _attachment_problems(vfs: list[dict], guests: dict) -> list[dict]:
     for vf in vfs:
         using = users.get(vf['address'], set())
         strangers = {d for d in using if not _held_by(vf, d)}
-        if strangers and vf['state'] != models.RESERVED:
-            free = vf['state'] == models.AVAILABLE
+        if strangers and vf['state'] != states.RESERVED:
+            free = vf['state'] == states.AVAILABLE
             holder = ('it is free' if free else 'it is %s for %s'
                       % (vf['state'], vf['instance_uuid'] or 'nobody'))
             problems.append(_problem(
                 UNALLOCATED, vf, 'passed through to domain(s) %s but %s'
                 % (', '.join(sorted(strangers)), holder),
                 'reserve the VF' if free else None, strangers))
-        if (vf['state'] != models.ALLOCATED
-                or vf['migration_state'] in models.IN_FLIGHT):
+        if (vf['state'] != states.ALLOCATED
+                or vf['migration_state'] in states.IN_FLIGHT):
             continue
         owner = vf['instance_uuid']
         plugged = owner in using
@@ -146,7 +146,7 @@ def _expire_lapsed(conf, context, problems: list[dict]) -> None:
     for problem in problems:
         uuid = problem['migration_uuid']
         problem['fixed'] = uuid in done or migration_view.get(
-            context, uuid)['state'] != models.IN_PROGRESS
+            context, uuid)['state'] != states.IN_PROGRESS
 
 
 def _reservation_reason(problem: dict) -> str:
@@ -162,9 +162,9 @@ _FIXES = {
     UNALLOCATED: lambda ctx, p, gen: admin.reserve_seen(
         ctx, p['host'], p['address'], gen, _reservation_reason(p)),
     NOT_ATTACHED: lambda ctx, p, gen: admin.set_attach_state(
-        ctx, p['host'], p['address'], gen, models.DETACHED),
+        ctx, p['host'], p['address'], gen, states.DETACHED),
     STALE_ATTACH_STATE: lambda ctx, p, gen: admin.set_attach_state(
-        ctx, p['host'], p['address'], gen, models.ATTACHED),
+        ctx, p['host'], p['address'], gen, states.ATTACHED),
 }
 
 

@@ -14,17 +14,17 @@
 
 from oslo_config import cfg
 
-from vfpool.db import models
 from vfpool.manage import cli
 from vfpool.objects import host as host_obj
+from vfpool import states
 from vfpool import validation as v
 
 _LIST_COLUMNS = ['Host', 'Disabled', 'Reason', 'Last report', 'PFs',
-                 'VFs'] + [s.capitalize() for s in models.VF_STATES]
+                 'VFs'] + [s.capitalize() for s in states.VF_STATES]
 
 
 def _totals(summary: dict) -> dict:
-    totals = {state: 0 for state in models.VF_STATES}
+    totals = {state: 0 for state in states.VF_STATES}
     for counts in summary['physical_networks'].values():
         for state, count in counts.items():
             totals[state] += count
@@ -36,13 +36,13 @@ def _row(summary: dict) -> list:
     return [summary['name'], summary['disabled'],
             summary['disabled_reason'], summary['last_report_at'],
             summary['pf_count'], summary['vf_count']] + [
-        totals[state] for state in models.VF_STATES]
+        totals[state] for state in states.VF_STATES]
 
 
 def _networks(summary: dict):
     return cli.table(
-        ['Physical network'] + list(models.VF_STATES),
-        [[network] + [counts[s] for s in models.VF_STATES]
+        ['Physical network'] + list(states.VF_STATES),
+        [[network] + [counts[s] for s in states.VF_STATES]
          for network, counts in sorted(
              summary['physical_networks'].items())])
 
@@ -85,7 +85,7 @@ def disable_host(conf: cfg.ConfigOpts) -> int:
         'Disable host %s%s: it will take no new allocation or migration '
         'claim; its %d allocated and %d claimed VF(s) stay as they are.'
         % (host, ' (%s)' % reason if reason else '',
-           owned[models.ALLOCATED], owned[models.CLAIMED])])
+           owned[states.ALLOCATED], owned[states.CLAIMED])])
     _show_host(conf, host_obj.set_disabled(context, host, True, reason))
     return cli.EXIT_OK
 

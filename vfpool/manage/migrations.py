@@ -20,11 +20,11 @@ the destination, ``abort`` if it runs on the source).
 
 from oslo_config import cfg
 
-from vfpool.db import models
 from vfpool.manage import cli
 from vfpool import notifications
 from vfpool.objects import migration as migration_obj
 from vfpool.objects import migration_view
+from vfpool import states
 from vfpool import validation as v
 
 _LIST_COLUMNS = ['UUID', 'Instance', 'Source', 'Destination', 'State',
@@ -62,7 +62,7 @@ def _where(migration: dict) -> str:
 
 
 def _moving_warning(migration: dict, runs_on: str) -> list[str]:
-    if migration['state'] != models.MOVING:
+    if migration['state'] != states.MOVING:
         return []
     return ['The migration is moving: its VFs may have been detached '
             'already. Only do this if the guest runs on %s.'
@@ -76,11 +76,11 @@ def abort_migration(conf: cfg.ConfigOpts) -> int:
     migration = migration_view.get(context, migration_uuid)
     state = migration['state']
     result = {'migration_uuid': migration_uuid, 'freed': 0}
-    if state == models.COMPLETED:
+    if state == states.COMPLETED:
         raise cli.CommandError(
             'migration %s is completed; it cannot be aborted'
             % migration_uuid, cli.EXIT_CONFLICT)
-    if state not in models.IN_FLIGHT:
+    if state not in states.IN_FLIGHT:
         cli.note('Migration %s is already %s; nothing to do.'
                  % (migration_uuid, state))
         cli.show(conf, result, 'Freed 0 claim(s).')
@@ -103,11 +103,11 @@ def complete_migration(conf: cfg.ConfigOpts) -> int:
     cli.configure_db(conf)
     context = cli.admin_context()
     migration = migration_view.get(context, migration_uuid)
-    if migration['state'] == models.ABORTED:
+    if migration['state'] == states.ABORTED:
         raise cli.CommandError(
             'migration %s is aborted; it cannot be completed'
             % migration_uuid, cli.EXIT_CONFLICT)
-    if migration['state'] == models.COMPLETED:
+    if migration['state'] == states.COMPLETED:
         cli.note('Migration %s is already completed; nothing to do.'
                  % migration_uuid)
     else:
@@ -119,11 +119,11 @@ def complete_migration(conf: cfg.ConfigOpts) -> int:
             + _moving_warning(migration, 'dest_host')
             + (['The lease expired: VFs taken since are replaced by '
                 'equivalent free ones where there are any.']
-               if reclaim and migration['state'] == models.EXPIRED else []))
+               if reclaim and migration['state'] == states.EXPIRED else []))
     allocations = migration_obj.complete(context, migration_uuid,
                                          reclaim=reclaim)
     result = {'migration_uuid': migration_uuid, 'allocations': allocations}
-    if migration['state'] != models.COMPLETED:
+    if migration['state'] != states.COMPLETED:
         cli.notifier(conf).emit(context, notifications.MIGRATION_COMPLETE,
                                 **result)
     cli.show(conf, result, cli.table(
@@ -137,7 +137,7 @@ def add_parsers(subparsers) -> None:
                                'Live migrations and their leases.')
     parser = cli.add_action(actions, 'list', list_migrations,
                             'List migrations, oldest first.')
-    parser.add_argument('--state', choices=models.MIGRATION_STATES,
+    parser.add_argument('--state', choices=states.MIGRATION_STATES,
                         help='Only migrations in this state.')
     parser.add_argument('--host', dest='host_name', metavar='HOST',
                         help='Only migrations from or to this host.')

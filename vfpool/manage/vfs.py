@@ -14,9 +14,9 @@
 
 from oslo_config import cfg
 
-from vfpool.db import models
 from vfpool.manage import cli
 from vfpool.objects import admin
+from vfpool import states
 from vfpool import validation as v
 
 _LIST_COLUMNS = ['Host', 'Address', 'PF', 'Physical network', 'Device',
@@ -77,7 +77,7 @@ def reserve_vf(conf: cfg.ConfigOpts) -> int:
     cli.configure_db(conf)
     context = cli.admin_context()
     vf = admin.get_vf(context, host, address)
-    if vf['state'] != models.AVAILABLE:
+    if vf['state'] != states.AVAILABLE:
         raise cli.CommandError(
             'VF %s on host %s is %s: only an available VF can be reserved'
             % (address, host, vf['state']), cli.EXIT_CONFLICT)
@@ -110,7 +110,7 @@ def add_parsers(subparsers) -> None:
                         help='Only VFs of this host.')
     parser.add_argument('--physical-network',
                         help='Only VFs on this physical network.')
-    parser.add_argument('--state', choices=models.VF_STATES,
+    parser.add_argument('--state', choices=states.VF_STATES,
                         help='Only VFs in this state.')
     parser.add_argument('--instance', metavar='UUID',
                         help='Only VFs held by this instance.')

@@ -64,6 +64,7 @@ from vfpool.compute import libvirt_ops
 from vfpool.compute import vf_xml
 from vfpool import exception
 from vfpool.nova import flavor
+from vfpool import states
 
 LOG = logging.getLogger(__name__)
 
@@ -178,7 +179,7 @@ def guest_vfs(info: dict, host: str) -> list[dict]:
     a resize's finish_migration runs on.
     """
     migration = info.get('migration')
-    if (migration and migration['state'] in ('in_progress', 'moving')
+    if (migration and migration['state'] in states.IN_FLIGHT
             and migration['dest_host'] == host):
         return [pair['dest'] for pair in migration['vfs']]
     return [a for a in info['allocations'] if a.get('host') == host]
@@ -290,7 +291,11 @@ class VfpoolLifecycle(_Driver):
         if instance.task_state == task_states.SHELVING_OFFLOADING:
             remember_macs(instance, self._vfpool_here(context, instance))
         try:
-            freed = self._vfpool_rpc('release', context, instance.uuid, host)
+            # Naming the id our allocate here used makes it claim nothing
+            # should it still be queued (issue 18 item 4).
+            freed = self._vfpool_rpc(
+                'release', context, instance.uuid, host,
+                request_ids=[request_id(instance, host)])
         except exception.HostNotFound:
             # No agent reported this host: vfpool holds nothing here.
             freed = 0

@@ -59,6 +59,7 @@ from vfpool.compute import plugin as vf_plugin
 from vfpool.compute import recovery
 from vfpool import exception
 from vfpool.nova import lifecycle
+from vfpool import states
 
 LOG = logging.getLogger(__name__)
 
@@ -67,8 +68,8 @@ GAVE_UP = frozenset({'cancelled', 'failed', 'error'})
 #: Nova's statuses of a migration that is over, well or not.
 OVER = GAVE_UP | {'completed', 'confirmed', 'reverted', 'done'}
 #: vfpool's states of a migration in flight.
-IN_PROGRESS = 'in_progress'
-MOVING = 'moving'
+IN_PROGRESS = states.IN_PROGRESS
+MOVING = states.MOVING
 LIVE = 'live-migration'
 
 

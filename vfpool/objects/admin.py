@@ -30,6 +30,7 @@ from vfpool import exception
 from vfpool.objects import host as host_obj
 from vfpool.objects import leases
 from vfpool.objects import vf as vf_obj
+from vfpool import states
 from vfpool import utils
 
 VF = models.VirtualFunction
@@ -46,7 +47,7 @@ STALE_MARK = 'stale_migration_mark'
 def _in_state(state: str):
     """A VF in ``state``, or gone missing while it was in that state."""
     return sa.or_(VF.state == state,
-                  sa.and_(VF.state == models.MISSING,
+                  sa.and_(VF.state == states.MISSING,
                           VF.prior_state == state))
 
 
@@ -145,10 +146,9 @@ def reserve(context, host: str, address: str,
     """Hold an ``available`` VF back from every claim."""
     session = context.session
     host_id, vf = _get(session, host, address)
-    done = vf_obj.transition(
+    done = vf_obj.reserve(
         session, sa.and_(VF.host_id == host_id, VF.address == address,
-                         VF.state == models.AVAILABLE),
-        models.RESERVED, reserved_reason=reason)
+                         VF.state == states.AVAILABLE), reason)
     if not done:
         raise _conflict(vf, 'only an available VF can be reserved')
     host_obj.forget_report(session, host_id)
@@ -161,10 +161,9 @@ def unreserve(context, host: str, address: str) -> dict:
     """Give a ``reserved`` VF back to the pool."""
     session = context.session
     host_id, vf = _get(session, host, address)
-    done = vf_obj.transition(
+    done = vf_obj.unreserve(
         session, sa.and_(VF.host_id == host_id, VF.address == address,
-                         VF.state == models.RESERVED),
-        models.AVAILABLE, reserved_reason=None, **vf_obj.FREE_VALUES)
+                         VF.state == states.RESERVED))
     if not done:
         raise _conflict(vf, 'only a reserved VF can be unreserved')
     host_obj.forget_report(session, host_id)
@@ -172,13 +171,13 @@ def unreserve(context, host: str, address: str) -> dict:
 
 
 def _leak_kind(vf, migration_state, lapsed: bool) -> str | None:
-    claimed = models.CLAIMED in (vf.state, vf.prior_state)
-    in_flight = migration_state in models.IN_FLIGHT
+    claimed = states.CLAIMED in (vf.state, vf.prior_state)
+    in_flight = migration_state in states.IN_FLIGHT
     if claimed and not in_flight:
         return ORPHAN_CLAIM
     # A moving migration past its lease is stalled, not leaked: nothing
     # may free its claims until an operator says where the guest runs.
-    if (claimed and migration_state == models.IN_PROGRESS
+    if (claimed and migration_state == states.IN_PROGRESS
             and lapsed):
         return LAPSED_CLAIM
     if not claimed and vf.migration_uuid and not in_flight:
@@ -202,8 +201,8 @@ def leaks(context) -> list[dict]:
     for :func:`free_claim` / :func:`clear_mark` to act on exactly it.
     """
     rows = _rows(context.session, sa.or_(
-        _in_state(models.CLAIMED),
-        sa.and_(_in_state(models.ALLOCATED), VF.migration_uuid.is_not(None))),
+        _in_state(states.CLAIMED),
+        sa.and_(_in_state(states.ALLOCATED), VF.migration_uuid.is_not(None))),
         lapsed=True)
     found = []
     for row in rows:
@@ -214,12 +213,12 @@ def leaks(context) -> list[dict]:
 
 
 def _swap(session, host: str, address: str, generation: int, criteria,
-          to_state: str, **values) -> bool:
+          move, *args) -> bool:
+    """``move`` (a transition of ``vf``) of one VF, as it was seen."""
     host_id = host_obj.get_by_name(session, host).id
-    done = bool(vf_obj.transition(
+    done = bool(move(
         session, sa.and_(VF.host_id == host_id, VF.address == address,
-                         VF.generation == generation, criteria),
-        to_state, **values))
+                         VF.generation == generation, criteria), *args))
     if done:
         host_obj.forget_report(session, host_id)
     return done
@@ -230,8 +229,7 @@ def _swap(session, host: str, address: str, generation: int, criteria,
 def free_claim(context, host: str, address: str, generation: int) -> bool:
     """Free an orphan claim, if the VF is still as it was seen."""
     return _swap(context.session, host, address, generation,
-                 _in_state(models.CLAIMED), models.AVAILABLE,
-                 **vf_obj.FREE_VALUES)
+                 _in_state(states.CLAIMED), vf_obj.free)
 
 
 @db_api.retry_on_deadlock
@@ -239,8 +237,7 @@ def free_claim(context, host: str, address: str, generation: int) -> bool:
 def clear_mark(context, host: str, address: str, generation: int) -> bool:
     """Unmark an allocation whose migration is over; the owner stays."""
     return _swap(context.session, host, address, generation,
-                 _in_state(models.ALLOCATED), models.ALLOCATED,
-                 migration_uuid=None)
+                 _in_state(states.ALLOCATED), vf_obj.unmark)
 
 
 @db_api.retry_on_deadlock
@@ -249,8 +246,8 @@ def set_attach_state(context, host: str, address: str, generation: int,
                      attach_state: str) -> bool:
     """Record what is really plugged in, if the VF is unchanged."""
     return _swap(context.session, host, address, generation,
-                 VF.state == models.ALLOCATED, models.ALLOCATED,
-                 attach_state=attach_state)
+                 VF.state == states.ALLOCATED, vf_obj.set_attach_state,
+                 attach_state)
 
 
 @db_api.retry_on_deadlock
@@ -259,5 +256,4 @@ def reserve_seen(context, host: str, address: str, generation: int,
                  reason: str) -> bool:
     """Reserve an available VF found in use, if it is unchanged."""
     return _swap(context.session, host, address, generation,
-                 VF.state == models.AVAILABLE, models.RESERVED,
-                 reserved_reason=reason)
+                 VF.state == states.AVAILABLE, vf_obj.reserve, reason)

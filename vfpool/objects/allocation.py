@@ -33,6 +33,7 @@ from vfpool.objects import leases
 from vfpool.objects import macs
 from vfpool.objects import migration as migration_obj
 from vfpool.objects import vf as vf_obj
+from vfpool import states
 
 VF = models.VirtualFunction
 Request = models.AllocationRequest
@@ -125,47 +126,89 @@ def allocate(context, instance_uuid: str, host: str, requests: list[dict],
     conn.execute(_RECORD, dict(
         request_id=request_id, instance_uuid=instance_uuid,
         host_id=host_row.id, digest=digest, created_at=timeutils.utcnow()))
-    result = []
-    taken: set = set()
-    for request, mac in zip(requests, _macs(session, host, requests,
-                                            mac_prefix)):
-        claimed = vf_obj.claim(
-            session, request, models.ALLOCATED,
-            _owner_values(instance_uuid, request, mac, request_id),
-            numa_policy=numa_policy, exclude=taken, host_id=host_row.id)
-        if claimed is None:
-            raise vf_obj.no_vf(host, request)
-        vf_id, _host_id, alloc = claimed
-        taken.add(vf_id)
-        result.append(alloc)
-    return result
+    claimed, unservable = vf_obj.claim_all(
+        session, requests, states.ALLOCATED,
+        [_owner_values(instance_uuid, request, mac, request_id)
+         for request, mac in zip(requests, _macs(session, host, requests,
+                                                 mac_prefix))],
+        host_id=host_row.id, numa_policy=numa_policy)
+    if unservable is not None:
+        raise vf_obj.no_vf(host, requests[unservable])
+    return [alloc for _vf_id, alloc in claimed]
 
 
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
-def release(context, instance_uuid: str, host: str | None = None) -> int:
+def release(context, instance_uuid: str, host: str | None = None,
+            request_ids: list[str] | None = None) -> int:
     """Free every VF the instance holds (on ``host``, if given).
 
     Its migration in flight (from or to ``host``) is aborted first,
     through the same transition as ``abort_migration``: the instance is
-    gone.  Its request ids there become tombstones (``released_at``, by
-    the database's clock), never deleted here: see :func:`allocate`.
-    Returns the VFs freed, destination claims included.
+    gone.  Its request ids become tombstones (``released_at``, by the
+    database's clock), never deleted here (see :func:`allocate`): on
+    ``host``, those recorded there and those its allocations there carry
+    (a VF that migrated here keeps the id it was allocated under);
+    without ``host``, all of them.  ``request_ids`` (with ``host``)
+    are tombstoned as well, recorded or not: an ``allocate`` of one of
+    them that is still queued, or not committed yet, then claims
+    nothing (:func:`_tombstone`).  Returns the VFs freed, destination
+    claims included.
     """
     session = context.session
+    conn = session.connection()
     criteria = [VF.instance_uuid == instance_uuid]
     request_criteria = [Request.instance_uuid == instance_uuid]
     host_id = None
     if host is not None:
         host_id = host_obj.get_by_name(session, host).id
         criteria.append(VF.host_id == host_id)
-        request_criteria.append(Request.host_id == host_id)
-    freed = migration_obj.abort_in_flight(session, instance_uuid, host_id)
-    freed += vf_obj.free(session, sa.and_(*criteria))
-    session.execute(sa.update(Request).where(
+        # Allocations only: a destination claim carries the id of the
+        # source's VFs, which the instance may still hold there.
+        carried = sa.select(VF.request_id).where(
+            vf_obj.owned_by(instance_uuid), VF.host_id == host_id,
+            VF.request_id.is_not(None)).scalar_subquery()
+        request_criteria.append(sa.or_(
+            Request.host_id == host_id, Request.request_id.in_(carried),
+            Request.request_id.in_(request_ids or [])))
+    elif request_ids:
+        raise exception.InvalidInput(
+            reason='release: request_ids needs the host they were '
+                   'allocated on')
+    for request_id in request_ids or ():
+        _tombstone(conn, instance_uuid, host_id, request_id)
+    conn.execute(sa.update(Request).where(
         Request.released_at.is_(None), *request_criteria).values(
             released_at=leases.now()))
+    freed = migration_obj.abort_in_flight(session, instance_uuid, host_id)
+    freed += vf_obj.free(session, sa.and_(*criteria))
     return freed
+
+
+def _tombstone(conn, instance_uuid: str, host_id: int | None,
+               request_id: str) -> None:
+    """Make ``request_id`` a tombstone of the instance, recorded or not.
+
+    A request id of another instance is refused (``RequestConflict``),
+    and the whole release changes nothing.  The insert takes the unique
+    ``request_id``: an ``allocate`` of it that is not committed yet
+    either makes this insert wait and fail (the release then starts
+    over and frees what it claimed) or, if this commits first, fails
+    its own insert and answers ``RequestReleased``.
+    """
+    row = conn.execute(_REQUEST, dict(request_id=request_id)).first()
+    if row is not None:
+        if row.instance_uuid != instance_uuid:
+            raise exception.RequestConflict(request_id=request_id)
+        return  # the UPDATE of release() marks it, if still live
+    conn.execute(_TOMBSTONE, dict(
+        request_id=request_id, instance_uuid=instance_uuid,
+        host_id=host_id, digest='', created_at=timeutils.utcnow()))
+
+
+#: A request id tombstoned before any allocate recorded it.  A duplicate
+#: key is retried whole (``retry_on_deadlock``): the retry finds the row.
+_TOMBSTONE = sa.insert(Request).values(released_at=leases.now())
 
 
 def _past_retention(retention_seconds: int):
@@ -222,11 +265,7 @@ def set_attach_state(context, instance_uuid: str, host: str, address: str,
     session = context.session
     held = _held(instance_uuid, host_obj.get_by_name(session, host).id,
                  address)
-    done = session.connection().execute(
-        sa.update(VF).where(held)
-        .values(attach_state=attach_state, generation=VF.generation + 1,
-                updated_at=timeutils.utcnow())).rowcount
-    if not done:
+    if not vf_obj.set_attach_state(session, held, attach_state):
         raise _not_found(instance_uuid, host, address)
     return dict(vf_obj.allocation(vf_obj.with_pf(session, held)[0]),
                 attach_state=attach_state)
@@ -257,7 +296,7 @@ def replace(context, instance_uuid: str, host: str, address: str,
     request = vf_obj.equivalent_request(old, match_device_type)
     values = vf_obj.owner(instance_uuid, old.request_id, old.mac, old.vlan,
                           old.port_id)
-    claimed = vf_obj.claim(session, request, models.ALLOCATED, values,
+    claimed = vf_obj.claim(session, request, states.ALLOCATED, values,
                            numa_policy=numa_policy, exclude={old.id},
                            host_id=host_row.id)
     if claimed is None:

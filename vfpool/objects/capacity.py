@@ -17,14 +17,13 @@ a host answered ``True`` may have given its last VF away by the time the
 caller allocates there (the allocate is the real claim).
 
 For most hosts one cheap look per request decides (:func:`get_capacity`
-says why that is exact); the rest get their available VFs counted by
-what a request can ask for (physical network, vendor, product, NUMA
-node), and whether such a host can serve all requests at once is then a
-small matching problem (:func:`satisfiable`).
+says why that is exact); for the rest, each request's first servable
+VFs are read and matched to the requests as ``allocate`` matches them
+(:func:`vfpool.objects.vf.assign`), by the same rule
+(:func:`vfpool.objects.vf.can_serve`): the answer is ``allocate``'s.
 """
 
 import collections
-import typing
 
 import sqlalchemy as sa
 
@@ -35,81 +34,6 @@ from vfpool.objects import vf as vf_obj
 
 Host = models.Host
 VF = models.VirtualFunction
-
-#: What a request may constrain, in the order a bucket key holds it.
-_KEY_COLUMNS = (VF.physical_network, VF.vendor_id, VF.product_id,
-                VF.numa_node)
-
-
-class Bucket(typing.NamedTuple):
-    """Available VFs of one host that look alike to a request."""
-
-    physical_network: str
-    vendor_id: str
-    product_id: str
-    numa_node: int | None
-    count: int  # type: ignore[assignment]  # (shadows tuple.count)
-
-
-def matches(bucket: Bucket, request: dict, numa_policy: str) -> bool:
-    """Whether a VF of ``bucket`` may serve ``request``.
-
-    The same rules as a claim (:func:`vfpool.objects.vf.claim`): physical
-    network always, vendor and product when asked, the NUMA node only
-    under ``[pool] numa_policy = required``.
-    """
-    if bucket.physical_network != request['physical_network']:
-        return False
-    for key in vf_obj.DEVICE_KEYS:
-        if request.get(key) and getattr(bucket, key) != request[key]:
-            return False
-    numa = request.get('numa_node')
-    if numa is not None and numa_policy == pool_conf.NUMA_REQUIRED:
-        return bucket.numa_node == numa
-    return True
-
-
-def satisfiable(buckets: list[Bucket], requests: list[dict],
-                numa_policy: str) -> bool:
-    """Whether ``buckets`` hold a distinct VF for every request at once.
-
-    ``requests`` each carry a ``count``.  A maximum flow from requests to
-    buckets (augmenting paths): greedy assignment is not enough when one
-    request accepts several kinds of VF and another only one of them.
-    """
-    need = [r['count'] for r in requests]
-    if sum(need) > sum(b.count for b in buckets):
-        return False
-    edges = [[j for j, b in enumerate(buckets)
-              if matches(b, r, numa_policy)] for r in requests]
-    left = [b.count for b in buckets]
-    # flow[i][j]: VFs of bucket j given to request i.
-    flow: list[collections.Counter[int]] = [
-        collections.Counter() for _ in requests]
-
-    def augment(i: int, seen: set) -> bool:
-        for j in edges[i]:
-            if j in seen:
-                continue
-            seen.add(j)
-            if left[j] > 0:
-                left[j] -= 1
-                flow[i][j] += 1
-                return True
-            # Bucket j is full: move one of its VFs from another request
-            # to some other bucket that request accepts.
-            for k, given in enumerate(flow):
-                if k != i and given[j] and augment(k, seen):
-                    given[j] -= 1
-                    flow[i][j] += 1
-                    return True
-        return False
-
-    for i, count in enumerate(need):
-        for _ in range(count):
-            if not augment(i, set()):
-                return False
-    return True
 
 
 def _nth_servable(request: dict, nth: int, numa_policy: str, prefix: str):
@@ -143,8 +67,9 @@ def get_capacity(context, hosts: list[str], requests: list[dict],
     asks, per host and request, only whether a ``total``-th such VF
     exists.  A host passes when every request is plentiful; with one
     request it fails otherwise.  Only the hosts where some of several
-    requests are scarce get their VFs counted per :class:`Bucket` (a
-    second statement, on those hosts alone) for the exact matching.
+    requests are scarce get each request's first servable VFs read (a
+    statement per request, on those hosts alone) and matched exactly as
+    ``allocate`` matches them (:func:`vfpool.objects.vf.assign`).
     """
     names = sorted(set(hosts))
     if not requests:
@@ -170,24 +95,38 @@ def get_capacity(context, hosts: list[str], requests: list[dict],
         if not disabled and not plentiful and len(requests) > 1:
             scarce[host_id] = name
     if scarce:
-        for host_id, buckets in _buckets(context.session, list(scarce),
-                                         requests).items():
-            answer[scarce[host_id]] = satisfiable(buckets, requests,
-                                                  numa_policy)
+        options = _servable(context.session, list(scarce), requests,
+                            numa_policy, total)
+        for host_id, name in scarce.items():
+            answer[name] = vf_obj.assign([
+                options[i].get(host_id, [])
+                for i, r in enumerate(requests)
+                for _ in range(r['count'])]) is not None
     return answer
 
 
-def _buckets(session, host_ids: list[int],
-             requests: list[dict]) -> dict[int, list[Bucket]]:
-    """The available VFs of ``host_ids`` on the requested networks."""
-    networks = sorted({r['physical_network'] for r in requests})
-    rows = session.connection().execute(
-        sa.select(VF.host_id, *_KEY_COLUMNS, sa.func.count(VF.id))
-        .where(VF.host_id.in_(host_ids), VF.state == models.AVAILABLE,
-               VF.physical_network.in_(networks))
-        .group_by(VF.host_id, *_KEY_COLUMNS)).all()
-    buckets: dict[int, list[Bucket]] = collections.defaultdict(list)
-    for host_id, network, vendor, product, numa, count in rows:
-        buckets[host_id].append(Bucket(network, vendor, product, numa,
-                                       count))
-    return buckets
+def _servable(session, host_ids: list[int], requests: list[dict],
+              numa_policy: str, limit: int) -> list[dict[int, list]]:
+    """Per request, ``{host id: its first servable VFs}``, by id.
+
+    ``limit`` (the VFs asked in all) per host is enough: a request with
+    that many candidates can always be served after the others, so the
+    matching over these finds an assignment whenever one exists.
+    """
+    found: list[dict[int, list]] = []
+    for i, request in enumerate(requests):
+        criteria, params = vf_obj.can_serve(request, numa_policy,
+                                            'r%d_' % i)
+        ranked = sa.select(
+            VF.id, VF.host_id,
+            sa.func.row_number().over(partition_by=VF.host_id,
+                                      order_by=VF.id).label('rank')
+        ).where(VF.host_id.in_(host_ids), *criteria).subquery()
+        per_host: dict[int, list] = collections.defaultdict(list)
+        for row in session.connection().execute(
+                sa.select(ranked.c.id, ranked.c.host_id)
+                .where(ranked.c.rank <= limit)
+                .order_by(ranked.c.id), params):
+            per_host[row.host_id].append(row)
+        found.append(per_host)
+    return found

@@ -21,6 +21,8 @@ import sqlalchemy as sa
 from vfpool.db import api as db_api
 from vfpool.db import models
 from vfpool import exception
+from vfpool.objects import vf as vf_obj
+from vfpool import states
 from vfpool import utils
 
 Host = models.Host
@@ -67,10 +69,6 @@ def _get_or_create(session, name: str, now) -> models.Host:
     return host
 
 
-def _restored_state(vf: models.VirtualFunction) -> str:
-    return vf.prior_state or models.AVAILABLE
-
-
 @db_api.retry_on_deadlock
 @db_api.context_manager.writer
 def report_unchanged(context, host: str, digest: str) -> bool:
@@ -98,11 +96,15 @@ _UNCHANGED = (sa.update(Host)
 
 
 def forget_report(session, host_id: int) -> None:
-    """Make the host's next report a full one (after an operator's edit)."""
+    """Make the host's next report a full one (after an operator's edit).
+
+    The generation moves too: a full report that read the rows before
+    the edit starts over rather than store its digest over them.
+    """
     session.execute(
-        sa.update(Host).where(Host.id == host_id,
-                              Host.report_digest.is_not(None))
-        .values(report_digest=None)
+        sa.update(Host).where(Host.id == host_id)
+        .values(report_digest=None,
+                report_generation=Host.report_generation + 1)
         .execution_options(synchronize_session=False))
 
 
@@ -122,8 +124,7 @@ def report_inventory(context, host: str, pfs: list[dict],
     session = context.session
     now = timeutils.utcnow()
     host_row = _get_or_create(session, host, now)
-    host_row.last_report_at = now
-    host_row.report_digest = digest
+    _fence_report(session, host_row, digest, now)
     counts = dict(added=0, removed=0, updated=0, unchanged=0)
 
     pf_rows = {p.address: p for p in session.execute(
@@ -155,39 +156,43 @@ def report_inventory(context, host: str, pfs: list[dict],
             if row is None:
                 new_vfs.append(dict(
                     wanted, host_id=host_row.id, address=vf['address'],
-                    state=models.AVAILABLE, generation=0, created_at=now))
+                    state=states.AVAILABLE, generation=0, created_at=now))
                 counts['added'] += 1
                 continue
             changes = {k: v for k, v in wanted.items()
                        if getattr(row, k) != v}
-            if row.state == models.MISSING:
-                changes.update(state=_restored_state(row), prior_state=None)
-            if not changes:
+            if not changes and row.state != states.MISSING:
                 counts['unchanged'] += 1
                 continue
-            _swap(session, row, changes, now)
+            vf_obj.update_reported(session, row, changes, now)
             counts['updated'] += 1
     for address, row in vf_rows.items():
-        if address in seen or row.state == models.MISSING:
+        if address in seen or row.state == states.MISSING:
             continue
-        _swap(session, row, dict(state=models.MISSING,
-                                 prior_state=row.state), now)
+        vf_obj.go_missing(session, row, now)
         counts['removed'] += 1
     if new_vfs:
         session.execute(sa.insert(VF), new_vfs)
     return counts
 
 
-def _swap(session, row, changes: dict, now) -> None:
-    done = session.execute(
-        sa.update(VF).where(VF.id == row.id,
-                            VF.generation == row.generation)
-        .values(generation=row.generation + 1, updated_at=now, **changes)
-        .execution_options(synchronize_session=False)).rowcount
+def _fence_report(session, host_row: models.Host, digest: str | None,
+                  now) -> None:
+    """Take the host's report generation, as read, with the digest.
+
+    First, so that an overlapping report waits here or starts over: the
+    swap is checked against the latest committed row whatever the
+    transaction's snapshot, so a report that read its rows before
+    another one committed never stores its digest over that one's rows.
+    """
+    done = session.connection().execute(
+        sa.update(Host)
+        .where(Host.id == host_row.id,
+               Host.report_generation == host_row.report_generation)
+        .values(report_generation=host_row.report_generation + 1,
+                report_digest=digest, last_report_at=now)).rowcount
     if not done:
-        raise db_exc.RetryRequest(exception.VFStateConflict(
-            address=row.address, host=row.host_id, state=row.state,
-            reason='changed while the report was applied'))
+        raise db_exc.RetryRequest(exception.Conflict())
 
 
 def _counts(session, host_id: int) -> dict:
@@ -198,7 +203,7 @@ def _counts(session, host_id: int) -> dict:
     networks: dict = {}
     for network, state, count in rows:
         per_state = networks.setdefault(
-            network, {s: 0 for s in models.VF_STATES})
+            network, {s: 0 for s in states.VF_STATES})
         per_state[state] = count
     return networks
 

@@ -36,6 +36,7 @@ from vfpool.objects import leases
 from vfpool.objects import macs
 from vfpool.objects import migration_view as view
 from vfpool.objects import vf as vf_obj
+from vfpool import states
 from vfpool import utils
 
 LOG = logging.getLogger(__name__)
@@ -47,11 +48,11 @@ Migration = models.Migration
 MigrationVF = models.MigrationVF
 Fence = models.MigrationFence
 
-IN_PROGRESS = models.IN_PROGRESS
-MOVING = models.MOVING
-COMPLETED = models.COMPLETED
-ABORTED = models.ABORTED
-EXPIRED = models.EXPIRED
+IN_PROGRESS = states.IN_PROGRESS
+MOVING = states.MOVING
+COMPLETED = states.COMPLETED
+ABORTED = states.ABORTED
+EXPIRED = states.EXPIRED
 
 #: transition -> {state it may leave: state it enters}; ``None`` is "no
 #: migration yet" and ``DROPPED`` "no migration any more".
@@ -78,7 +79,7 @@ def _lost_race() -> db_exc.RetryRequest:
 def _state_values(instance_uuid: str, to_state: str) -> dict:
     return dict(state=to_state, updated_at=timeutils.utcnow(),
                 in_flight_instance_uuid=(instance_uuid
-                                         if to_state in models.IN_FLIGHT
+                                         if to_state in states.IN_FLIGHT
                                          else None))
 
 
@@ -185,16 +186,15 @@ def _lease(session, migration_id: int) -> str:
 # VF moves shared by several transitions.
 
 def _is_claim():
-    return sa.or_(VF.state == models.CLAIMED,
-                  VF.prior_state == models.CLAIMED)
+    return sa.or_(VF.state == states.CLAIMED,
+                  VF.prior_state == states.CLAIMED)
 
 
 def _end_claims(session, migration_uuid: str) -> int:
     """Free the migration's destination claims, unmark its sources."""
     freed = vf_obj.free(session, sa.and_(VF.migration_uuid == migration_uuid,
                                          _is_claim()))
-    vf_obj.transition(session, VF.migration_uuid == migration_uuid,
-                      models.ALLOCATED, migration_uuid=None)
+    vf_obj.unmark(session, VF.migration_uuid == migration_uuid)
     return freed
 
 
@@ -246,7 +246,7 @@ def _claim_for(session, migration_id: int, migration_uuid: str,
     for vf in sources:
         request = vf_obj.equivalent_request(vf, match_device_type)
         claimed = vf_obj.claim(
-            session, request, models.CLAIMED,
+            session, request, states.CLAIMED,
             vf_obj.owner(instance_uuid, vf.request_id, vf.mac, vf.vlan,
                          vf.port_id, migration_uuid=migration_uuid),
             numa_policy=numa_policy, exclude=taken, host_id=dest.id)
@@ -574,11 +574,11 @@ def _explain_sources(session, row, source_ids: list) -> Exception:
 
 
 def _win_back(session, row, link) -> bool:
-    return bool(vf_obj.transition(
+    return bool(vf_obj.win_back(
         session, sa.and_(VF.id == link.dest_vf_id,
-                         VF.state == models.AVAILABLE),
-        models.ALLOCATED, **vf_obj.owner(row.instance_uuid, link.request_id,
-                                         link.mac, link.vlan, link.port_id)))
+                         VF.state == states.AVAILABLE),
+        **vf_obj.owner(row.instance_uuid, link.request_id, link.mac,
+                       link.vlan, link.port_id)))
 
 
 def _reacquire(session, row, found: list, reclaim: bool,
@@ -611,7 +611,7 @@ def _reacquire(session, row, found: list, reclaim: bool,
         request = vf_obj.equivalent_request(sources[link.source_vf_id],
                                             match_device_type)
         claimed = vf_obj.claim(
-            session, request, models.ALLOCATED,
+            session, request, states.ALLOCATED,
             vf_obj.owner(row.instance_uuid,
                          utils.reclaim_request_id(row.uuid), link.mac,
                          link.vlan, link.port_id),
@@ -629,11 +629,11 @@ def _reacquire(session, row, found: list, reclaim: bool,
 #: allocations, the marked sources are freed, each under its own guard.
 _SETTLE = vf_obj.transitions([
     ('settle_dest_ids', VF.migration_uuid == sa.bindparam('settle_uuid'),
-     models.ALLOCATED, dict(migration_uuid=None)),
+     states.ALLOCATED, dict(migration_uuid=None)),
     ('settle_source_ids', sa.and_(
         VF.instance_uuid == sa.bindparam('settle_instance_uuid'),
         VF.migration_uuid == sa.bindparam('settle_uuid')),
-     models.AVAILABLE, vf_obj.FREE_VALUES),
+     states.AVAILABLE, vf_obj.FREE_VALUES),
 ])
 
 

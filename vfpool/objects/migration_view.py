@@ -20,6 +20,7 @@ from vfpool import exception
 from vfpool.objects import host as host_obj
 from vfpool.objects import leases
 from vfpool.objects import vf as vf_obj
+from vfpool import states
 from vfpool import utils
 
 VF = models.VirtualFunction
@@ -180,7 +181,7 @@ def stalled():
     operator who knows where it runs may finish it (``vfpool-manage
     migration complete`` or ``abort``).
     """
-    return sa.and_(Migration.state == models.MOVING,
+    return sa.and_(Migration.state == states.MOVING,
                    Migration.lease_expires_at < leases.now())
 
 

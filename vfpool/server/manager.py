@@ -27,7 +27,6 @@ from oslo_log import log as logging
 import oslo_messaging as messaging
 
 from vfpool import context as vfpool_context
-from vfpool.db import models
 from vfpool import exception
 from vfpool import notifications
 from vfpool.objects import allocation as allocation_obj
@@ -36,6 +35,7 @@ from vfpool.objects import host as host_obj
 from vfpool.objects import instance as instance_obj
 from vfpool.objects import migration as migration_obj
 from vfpool import rpc_types
+from vfpool import states
 from vfpool import utils
 from vfpool import validation as v
 
@@ -148,10 +148,18 @@ class Manager:
         return result
 
     @endpoint
-    def release(self, context, instance_uuid, host=None) -> int:
+    def release(self, context, instance_uuid, host=None, request_ids=None,
+                ) -> int:
+        """``request_ids`` (1.6, with ``host``): ids to tombstone.
+
+        Recorded or not, so that their ``allocate``, late or not yet
+        committed, claims nothing.
+        """
         instance_uuid = v.uuid('instance_uuid', instance_uuid)
         host = v.optional(v.name)('host', host)
-        freed = allocation_obj.release(context, instance_uuid, host)
+        request_ids = v.optional(v.request_ids)('request_ids', request_ids)
+        freed = allocation_obj.release(context, instance_uuid, host,
+                                       request_ids)
         if freed:
             self.notifier.emit(context, notifications.ALLOCATION_RELEASE,
                                instance_uuid=instance_uuid, host=host,
@@ -266,11 +274,11 @@ class Manager:
         instance_uuid = v.uuid('instance_uuid', instance_uuid)
         host = v.name('host', host)
         address = v.pci_address('address', address)
-        attach_state = v.choice(*models.ATTACH_STATES)(
+        attach_state = v.choice(*states.ATTACH_STATES)(
             'attach_state', attach_state)
         result = allocation_obj.set_attach_state(
             context, instance_uuid, host, address, attach_state)
-        if attach_state != models.ATTACHED:
+        if attach_state != states.ATTACHED:
             self.notifier.emit(
                 context, notifications.ALLOCATION_REATTACH_FAILED,
                 **dict(result, instance_uuid=instance_uuid, host=host))

@@ -235,6 +235,75 @@ class ApiBehaviour:
         self.assertEqual(1, len(self.client.allocate(
             None, instance, 'h1', [inv.request()], 'r')))
 
+    def test_allocate_finds_an_assignment_whenever_capacity_does(self):
+        # Issue 18 item 8: the Mellanox VF has the lower id, and claiming
+        # request by request gave it to the request that takes any VF.
+        self.report('h1', inv.pf(5, 1, vendor_id='15b3', vf_product='1018'),
+                    inv.pf(7, 1))
+        reqs = [inv.request(), inv.request(vendor_id='15b3')]
+        self.assertEqual({'h1': True}, self.client.get_capacity(
+            None, ['h1'], reqs)['hosts'])
+        allocs = self.client.allocate(None, inv.new_uuid(), 'h1', reqs, 'r')
+        self.assertEqual(['8086', '15b3'], [a['vendor_id'] for a in allocs])
+
+    def test_release_tombstones_the_request_ids_it_names(self):
+        # Issue 18 item 4: the caller's allocate is still queued (it timed
+        # out) when the instance is deleted; it must claim nothing later.
+        self.report('h1', inv.pf(5, 2))
+        instance, reqs = inv.new_uuid(), [inv.request()]
+        self.assertEqual(0, self.client.release(
+            None, instance, 'h1', request_ids=['req-queued']))
+        before = table_dump(self.engine)
+        self.assertRaises(exception.RequestReleased, self.client.allocate,
+                          None, instance, 'h1', reqs, 'req-queued')
+        self.assertEqual(before, table_dump(self.engine))
+        # Naming it again, or a recorded id, frees and tombstones as ever.
+        self.client.allocate(None, instance, 'h1', reqs, 'req-2')
+        self.assertEqual(1, self.client.release(
+            None, instance, 'h1', request_ids=['req-queued', 'req-2']))
+        self.assertRaises(exception.RequestReleased, self.client.allocate,
+                          None, instance, 'h1', reqs, 'req-2')
+        self.assertEqual({'available'}, set(self.states('h1').values()))
+
+    def test_release_refuses_another_instances_request_id(self):
+        self.report('h1', inv.pf(5, 2))
+        x, y = inv.new_uuid(), inv.new_uuid()
+        self.client.allocate(None, y, 'h1', [inv.request()], 'req-y')
+        self.client.allocate(None, x, 'h1', [inv.request()], 'req-x')
+        before = table_dump(self.engine)
+        self.assertRaises(exception.RequestConflict, self.client.release,
+                          None, x, 'h1', request_ids=['req-y'])
+        self.assertEqual(before, table_dump(self.engine))
+
+    def test_release_after_a_migration_tombstones_the_original_id(self):
+        # Issue 18 item 10: the request was recorded on src; the VFs
+        # moved to dst, where the instance is deleted.  A late duplicate
+        # of the allocate must be refused, not answered [] as a success.
+        self.two_hosts()
+        instance, migration = inv.new_uuid(), inv.new_uuid()
+        self.client.allocate(None, instance, 'src', [inv.request()], 'r1')
+        self.client.prepare_migration(None, migration, instance, 'src',
+                                      'dst')
+        self.client.complete_migration(None, migration)
+        self.assertEqual(1, self.client.release(None, instance, 'dst'))
+        self.assertRaises(exception.RequestReleased, self.client.allocate,
+                          None, instance, 'src', [inv.request()], 'r1')
+        self.assertEqual({'available'}, set(self.states('src').values()))
+
+    def test_release_on_a_destination_keeps_the_source_request_id(self):
+        # The destination claim carries the source's request id; the
+        # instance still holds its source VF under it.
+        self.two_hosts()
+        instance, migration = inv.new_uuid(), inv.new_uuid()
+        [alloc] = self.client.allocate(None, instance, 'src',
+                                       [inv.request()], 'r1')
+        self.client.prepare_migration(None, migration, instance, 'src',
+                                      'dst')
+        self.assertEqual(1, self.client.release(None, instance, 'dst'))
+        [again] = self.client.allocate(None, instance, 'src',
+                                       [inv.request()], 'r1')
+        self.assertEqual(alloc['address'], again['address'])
+
     def test_release_on_one_host_only(self):
         self.two_hosts()
         instance = inv.new_uuid()
@@ -1138,6 +1207,14 @@ def _bad_input_cases():
         ('same-host', 'prepare_migration', dict(dest_host='src'),
          'Invalid'),
         ('unknown-argument', 'release', dict(colour='blue'), 'Invalid'),
+        ('request-ids-type', 'release', dict(host='src', request_ids='r'),
+         'Invalid'),
+        ('request-ids-twice', 'release',
+         dict(host='src', request_ids=['r', 'r']), 'Invalid'),
+        ('request-ids-no-host', 'release', dict(request_ids=['r']),
+         'Invalid'),
+        ('request-ids-other', 'release',
+         dict(host='src', request_ids=['req-3']), 'RequestConflict'),
         # unknown things and conflicts
         ('unknown-host', 'allocate', dict(host='nowhere'), 'HostNotFound'),
         ('unknown-dest', 'prepare_migration', dict(dest_host='nowhere'),

@@ -138,7 +138,9 @@ class World:
     def release(self, api, guest: model_mod.Guest, host: str) -> None:
         guest.release_pending = True
         try:
-            self.settle(api, 'release', guest.uuid, host)
+            # As the Nova driver: name the id of its allocate there.
+            self.settle(api, 'release', guest.uuid, host,
+                        request_ids=[request_id(guest, host)])
         except exception.HostNotFound:
             pass
         except (GaveUp, exception.VfpoolException) as e:

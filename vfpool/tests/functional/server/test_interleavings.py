@@ -45,6 +45,7 @@ from vfpool.objects import migration as migration_obj
 from vfpool.tests import api_cases
 from vfpool.tests.functional import base
 from vfpool.tests import inventory as inv
+from vfpool import utils
 
 load_tests = testscenarios.load_tests_apply_scenarios
 
@@ -105,6 +106,63 @@ class HeldBeforeFirstWrite(fixtures.Fixture):
         self.go.set()
         self.thread.join(_WAIT)
         return self.outcome
+
+
+class HeldBeforeCommit(HeldBeforeFirstWrite):
+    """Runs ``call`` in a thread held with all its writes uncommitted."""
+
+    def _setUp(self):
+        sa.event.listen(self.engine, 'commit', self._commit)
+        self.addCleanup(sa.event.remove, self.engine, 'commit',
+                        self._commit)
+        super()._setUp()
+
+    def _before(self, *args):
+        pass
+
+    def _commit(self, conn):
+        if (threading.current_thread() is self.thread
+                and not self.held.is_set()):
+            self.held.set()
+            self.go.wait(_WAIT)
+
+
+class InThread(fixtures.Fixture):
+    """Runs ``call`` in a thread of its own; :meth:`join` gives its end."""
+
+    def __init__(self, call):
+        super().__init__()
+        self.call = call
+        self.outcome = None
+
+    def _setUp(self):
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            self.outcome = self.call()
+        except Exception as e:
+            self.outcome = e
+
+    def join(self):
+        self.thread.join(_WAIT)
+        return self.outcome
+
+
+def _waiting_for_a_lock(engine) -> bool:
+    """Whether a transaction on the test's database waits for a row lock."""
+    query = {
+        'mysql': 'SELECT COUNT(*) FROM information_schema.innodb_trx t '
+                 'JOIN information_schema.processlist p '
+                 'ON p.id = t.trx_mysql_thread_id '
+                 "WHERE t.trx_state = 'LOCK WAIT' AND p.db = DATABASE()",
+        'postgresql': "SELECT COUNT(*) FROM pg_stat_activity WHERE "
+                      "wait_event_type = 'Lock' "
+                      'AND datname = current_database()',
+    }[engine.dialect.name]
+    with engine.connect() as conn:
+        return bool(conn.execute(sa.text(query)).scalar())
 
 
 class TestInterleavings(testscenarios.WithScenarios,
@@ -298,6 +356,52 @@ class TestInterleavings(testscenarios.WithScenarios,
                          table[('dst', first[0]['dest']['address'])])
         self.assertEqual(set(), {row for (h, _a), row in table.items()
                                  if h == 'third' and row[0] != 'available'})
+
+    def test_issue18_item5_release_of_an_uncommitted_allocate(self):
+        # The allocate has claimed and recorded its request id but not
+        # committed when the instance is released: on PostgreSQL (READ
+        # COMMITTED) the release saw none of it, and the VFs leaked.
+        x, request_id = inv.new_uuid(), inv.new_uuid()
+        victim = self.useFixture(HeldBeforeCommit(
+            self.engine, lambda: allocation_obj.allocate(
+                self.context, x, 'src', [inv.request()] * 2, request_id)))
+        releaser = self.useFixture(InThread(lambda: allocation_obj.release(
+            self.context, x, 'src', request_ids=[request_id])))
+        for _ in range(_WAIT * 10):
+            if not releaser.thread.is_alive() or _waiting_for_a_lock(
+                    self.engine):
+                break
+            releaser.thread.join(0.1)
+        allocs = victim.finish()
+        freed = releaser.join()
+        self.assertEqual(2, len(allocs), allocs)
+        self.assertEqual(2, freed)
+        self.assertEqual({}, self.owned())
+        self.assertRaises(exception.RequestReleased, allocation_obj.allocate,
+                          self.context, x, 'src', [inv.request()] * 2,
+                          request_id)
+
+    def test_issue18_item9_overlapping_reports_never_mix_rows_and_digest(
+            self):
+        # The agent's newer snapshot (the victim's) still has VF a and
+        # renames VF b; an older one (the competitor's) had lost a.  The
+        # victim read the host before the competitor committed.
+        older = inv.pf(7, 2)
+        a = older['vfs'].pop(0)
+        newer = inv.pf(7, 2)
+        newer['vfs'][1]['netdev'] = 'ens7v1'
+        host_obj.report_inventory(self.context, 'h', [inv.pf(7, 2)])
+        digest = utils.snapshot_digest([newer])
+        victim = self.held(lambda: host_obj.report_inventory(
+            self.context, 'h', [newer], digest))
+        host_obj.report_inventory(self.context, 'h', [older],
+                                  utils.snapshot_digest([older]))
+        outcome = victim.finish()
+        self.assertNotIsInstance(outcome, Exception)
+        # The digest stored is the newer snapshot's: its rows with it.
+        self.assertTrue(host_obj.report_unchanged(self.context, 'h', digest))
+        self.assertEqual('available', api_cases.vf_table(
+            self.engine)[('h', a['address'])][0])
 
 
 def _snapshot_isolation(dbapi_connection, connection_record):

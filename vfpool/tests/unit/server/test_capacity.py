@@ -10,63 +10,67 @@
 #    License for the specific language governing permissions and limitations
 #    under the License.
 
-"""Whether a host's available VFs can serve a set of requests at once."""
+"""get_capacity answers what allocate does, on random small hosts."""
+
+import random
 
 import testtools
 
+from vfpool import context as vfpool_context
+from vfpool import exception
+from vfpool.objects import allocation
 from vfpool.objects import capacity
+from vfpool.objects import host
+from vfpool.tests import fixtures
+from vfpool.tests import inventory as inv
+
+_KINDS = [('8086', '10ca', 0), ('8086', '1515', 0), ('15b3', '1018', 1)]
 
 
-def bucket(count, network='physnet1', vendor='8086', product='10ca',
-           numa=0):
-    return capacity.Bucket(network, vendor, product, numa, count)
+class TestCapacityIsAllocate(testtools.TestCase):
+    """One rule and one matching: capacity says yes iff allocate wins."""
 
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.Database())
+        self.context = vfpool_context.get_admin_context()
 
-def request(count=1, network='physnet1', **kwargs):
-    return dict(physical_network=network, count=count, **kwargs)
+    def request(self, rng) -> dict:
+        vendor, product, numa = rng.choice(_KINDS)
+        request = inv.request()
+        if rng.random() < 0.5:
+            request['vendor_id'] = vendor
+            if rng.random() < 0.5:
+                request['product_id'] = product
+        if rng.random() < 0.3:
+            request['numa_node'] = numa
+        return request
 
-
-class TestSatisfiable(testtools.TestCase):
-
-    def check(self, buckets, requests, policy='preferred'):
-        return capacity.satisfiable(buckets, requests, policy)
-
-    def test_counts_and_networks(self):
-        self.assertTrue(self.check([bucket(2)], [request(2)]))
-        self.assertFalse(self.check([bucket(2)], [request(3)]))
-        self.assertFalse(self.check([bucket(2)], [request(1, 'physnet2')]))
-        self.assertTrue(self.check([bucket(1), bucket(1, 'physnet2')],
-                                   [request(), request(1, 'physnet2')]))
-        self.assertTrue(self.check([], []))
-        self.assertFalse(self.check([], [request()]))
-
-    def test_numa_only_under_required(self):
-        buckets = [bucket(1, numa=1)]
-        self.assertTrue(self.check(buckets, [request(numa_node=0)]))
-        self.assertTrue(self.check(buckets, [request(numa_node=0)],
-                                   'ignore'))
-        self.assertFalse(self.check(buckets, [request(numa_node=0)],
-                                    'required'))
-        self.assertTrue(self.check(buckets, [request(numa_node=1)],
-                                   'required'))
-        self.assertFalse(self.check([bucket(1, numa=None)],
-                                    [request(numa_node=0)], 'required'))
-
-    def test_reassigns_when_the_first_choice_blocks_a_later_request(self):
-        # a takes any product, b only 10ca, c only 1515: one VF of each
-        # product is enough only if a ends on what b and c leave.
-        buckets = [bucket(1, product='10ca'), bucket(1, product='1515'),
-                   bucket(1, product='10cb')]
-        requests = [request(), request(product_id='10ca'),
-                    request(product_id='1515')]
-        self.assertTrue(self.check(buckets, requests))
-        self.assertFalse(self.check(buckets[:2], requests))
-        # Chains of moves: a and b could each take two kinds.
-        buckets = [bucket(1, product='10ca'), bucket(1, product='1515')]
-        self.assertTrue(self.check(buckets, [
-            request(), request(product_id='10ca')]))
-        self.assertTrue(self.check(buckets * 2, [
-            request(2), request(product_id='10ca'),
-            request(product_id='1515')]))
-        self.assertFalse(self.check(buckets, [
-            request(2), request(product_id='10ca')]))
+    def test_capacity_agrees_with_allocate(self):
+        rng = random.Random(18)
+        answers = set()
+        for n in range(60):
+            name = 'h%d' % n
+            host.report_inventory(self.context, name, [
+                inv.pf(bus, rng.randint(0, 2), vendor_id=vendor,
+                       vf_product=product, numa_node=numa)
+                for bus, (vendor, product, numa) in enumerate(_KINDS, 5)])
+            requests = [self.request(rng)
+                        for _ in range(rng.randint(1, 4))]
+            for policy in ('preferred', 'required'):
+                asked = [dict(r, count=1) for r in requests]
+                said = capacity.get_capacity(self.context, [name], asked,
+                                             numa_policy=policy)[name]
+                instance = inv.new_uuid()
+                try:
+                    allocation.allocate(self.context, instance, name,
+                                        requests, inv.new_uuid(),
+                                        numa_policy=policy)
+                except exception.NoAvailableVF:
+                    won = False
+                else:
+                    won = True
+                    allocation.release(self.context, instance)
+                self.assertEqual(said, won, (n, policy, requests))
+                answers.add(said)
+        self.assertEqual({True, False}, answers)

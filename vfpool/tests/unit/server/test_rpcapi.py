@@ -305,3 +305,27 @@ class TestFenceFrom15Client(_OldServerTestCase):
         client.begin_migration(None, migration)
         done = client.complete_migration(None, migration)
         self.assertEqual(['0000:07:10.0'], [a['address'] for a in done])
+
+
+class TestVersionCap16Release(_OldServerTestCase):
+    """``release(request_ids=...)`` (1.6) during the upgrade from 1.5."""
+
+    server_manager = Manager15
+
+    def test_capped_client_releases_without_request_ids(self):
+        client = self.old_server(cap='1.5')
+        client.report_inventory(None, 'h1', [inv.pf(5, 2)])
+        instance = inv.new_uuid()
+        client.allocate(None, instance, 'h1', [inv.request()], 'r1')
+        self.assertFalse(client.can_send_version('1.6'))
+        # The ids are left out: what was recorded is freed as before.
+        self.assertEqual(1, client.release(None, instance, 'h1',
+                                           request_ids=['r1', 'r2']))
+        self.assertEqual(1, len(client.allocate(
+            None, instance, 'h1', [inv.request()], 'r2')))
+
+    def test_1_5_server_refuses_request_ids(self):
+        client = self.old_server()
+        client.report_inventory(None, 'h1', [inv.pf(5, 1)])
+        self.assertRaises(messaging.UnsupportedVersion, client.release,
+                          None, inv.new_uuid(), 'h1', request_ids=['r1'])
