@@ -24,6 +24,12 @@ bound, as the plugin's background settler and a user's repeated delete
 do.  Any typed error is a recorded failure, never a violation by itself:
 a newer server may refuse a stale call with an error this code does not
 know by name.
+
+The RPC 1.6 fence is sent where the plugin and the driver send it:
+``begin_migration`` names the source and Nova's destination; renew,
+complete and abort name the caller's side; a destination whose prepare
+failed gives up with ``abort_migration(dest_host=...)``; an evacuation's
+prepare names the VFs it read (``expected_sources``).
 """
 
 import threading
@@ -64,34 +70,37 @@ class Renewer(threading.Thread):
         self.api = api
         self.lease = lease
         self.interval = interval
-        self.active: set[str] = set()
+        #: migration uuid -> the RPC 1.6 beliefs of the sides renewing.
+        self.active: dict[str, list[dict[str, str]]] = {}
         self.lock = threading.Lock()
         self.halt = threading.Event()
         self.renewals = 0
 
-    def add(self, migration_uuid: str) -> None:
+    def add(self, migration_uuid: str, **side: str) -> None:
+        """Renew as the plugin's renewer on ``side`` (``dest_host=H``)."""
         with self.lock:
-            self.active.add(migration_uuid)
+            self.active.setdefault(migration_uuid, []).append(side)
 
     def pause(self, migration_uuid: str) -> None:
         with self.lock:
-            self.active.discard(migration_uuid)
+            self.active.pop(migration_uuid, None)
 
     stop_one = pause
 
     def run(self) -> None:
         while not self.halt.wait(self.interval):
             with self.lock:
-                todo = sorted(self.active)
-            for migration_uuid in todo:
-                try:
-                    self.api.renew_migration(None, migration_uuid,
-                                             self.lease)
-                    self.renewals += 1
-                except FINAL:
-                    self.pause(migration_uuid)
-                except messaging.MessagingException:
-                    pass
+                todo = sorted(self.active.items())
+            for migration_uuid, sides in todo:
+                for side in sides:
+                    try:
+                        self.api.renew_migration(None, migration_uuid,
+                                                 self.lease, **side)
+                        self.renewals += 1
+                    except FINAL:
+                        self.pause(migration_uuid)
+                    except messaging.MessagingException:
+                        pass
 
     def stop(self) -> None:
         self.halt.set()
@@ -228,14 +237,24 @@ def live_migrate(world: World, op: dict, api):
             pairs = world.rpc(api, 'prepare_migration', migration,
                               guest.uuid, source, candidate, world.lease)
         except (exception.VfpoolException, messaging.MessagingException):
+            # The destination gives up for good (RPC 1.6): a late copy
+            # of its prepare cannot take the migration back.
+            try:
+                world.rpc(api, 'abort_migration', migration,
+                          dest_host=candidate)
+            except (exception.VfpoolException,
+                    messaging.MessagingException):
+                pass
             yield
             continue
         dest = candidate
         break
     if dest is None:
         return
+    at_source = {'source_host': source}
+    at_dest = {'dest_host': dest}
     if pairs:
-        world.renewer.add(migration)
+        world.renewer.add(migration, **at_dest)
     yield
     if op.get('lapse') and pairs:
         world.renewer.pause(migration)
@@ -249,16 +268,19 @@ def live_migrate(world: World, op: dict, api):
     # Source: detach_source_vfs begins the migration, then unplugs.
     if pairs:
         try:
-            world.rpc(api, 'begin_migration', migration)
+            world.rpc(api, 'begin_migration', migration, source_host=source,
+                      dest_host=dest)
         except (exception.VfpoolException,
                 messaging.MessagingException) as e:
             guest.failures.append('live migration begin: %s' % _failure(e))
             world.renewer.stop_one(migration)
             try:
-                world.settle(api, 'abort_migration', migration)
+                world.settle(api, 'abort_migration', migration, **at_source)
             except (GaveUp, exception.VfpoolException):
                 pass
             return
+        # The source's renewer too, from begin on.
+        world.renewer.add(migration, **at_source)
     sources = {(source, p['source']['address']) for p in pairs}
     detached = guest.plugged & sources
     guest.plugged -= sources
@@ -267,30 +289,33 @@ def live_migrate(world: World, op: dict, api):
         # The memory copy failed: both rollback hooks.
         world.renewer.stop_one(migration)
         try:
-            world.settle(api, 'abort_migration', migration)
+            world.settle(api, 'abort_migration', migration, **at_source)
         except (GaveUp, exception.VfpoolException) as e:
             guest.failures.append('rollback: %s' % _failure(e))
         guest.plugged |= detached
         yield
         try:
-            world.settle(api, 'abort_migration', migration)
+            world.settle(api, 'abort_migration', migration, **at_dest)
         except (GaveUp, exception.VfpoolException):
             pass
         return
     # The guest runs on the destination now.
     guest.host = dest
     try:
-        world.rpc(api, 'complete_migration', migration)   # the source's
+        world.rpc(api, 'complete_migration', migration, reclaim=True,
+                  **at_source)
     except (exception.VfpoolException, messaging.MessagingException):
         pass
     yield
     try:
         try:
             allocs = world.rpc(api, 'complete_migration', migration,
-                               attempts=1, timeout=COMPLETE_TIMEOUT)
+                               attempts=1, timeout=COMPLETE_TIMEOUT,
+                               reclaim=True, **at_dest)
         except messaging.MessagingTimeout:
             # The plugin plugs its claims, its settler completes later.
-            allocs = world.settle(api, 'complete_migration', migration)
+            allocs = world.settle(api, 'complete_migration', migration,
+                                  reclaim=True, **at_dest)
     except (GaveUp, exception.VfpoolException) as e:
         guest.failures.append('live migration complete: %s' % _failure(e))
         allocs = []
@@ -372,6 +397,7 @@ def evacuate(world: World, op: dict, api):
     steps = ['read', 'claim', 'spawn']
     steps.insert(op['returns_at'], 'return')
     held: list[str] = []
+    read: list[dict] = []
     try:
         for step in steps:
             if step == 'return':
@@ -380,8 +406,9 @@ def evacuate(world: World, op: dict, api):
                 world.release(api, guest, dead)
                 guest.release_pending = False
             elif step == 'read':
-                held = sorted({a['host'] for a in world.rpc(
-                    api, 'get_instance', guest.uuid)['allocations']})
+                read = world.rpc(api, 'get_instance',
+                                 guest.uuid)['allocations']
+                held = sorted({a['host'] for a in read})
             elif step == 'claim':
                 if dest in held:
                     pass
@@ -389,8 +416,11 @@ def evacuate(world: World, op: dict, api):
                     for source in held:
                         m = str(uuid.uuid5(uuid.NAMESPACE_URL, '%s:%s:%s' % (
                             evacuation, source, dest)))
+                        # RPC 1.6: the VFs read, else SourcesChanged.
                         world.rpc(api, 'prepare_migration', m, guest.uuid,
-                                  source, dest)
+                                  source, dest, expected_sources=[
+                                      a['address'] for a in read
+                                      if a.get('host') == source])
                         world.rpc(api, 'complete_migration', m)
                 elif guest.vfs:
                     world.rpc(api, 'allocate', guest.uuid, dest,
