@@ -59,8 +59,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help='replay only these operations (numbers, '
                              'comma separated) of the seed\'s history')
     parser.add_argument('--known', default=None,
-                        help='replay a history of known.py (a name, or '
-                             '"all") instead of generating')
+                        help='replay histories of known.py (names, comma '
+                             'separated, or "all") instead of generating')
     parser.add_argument('--defect', action='append', default=[],
                         help='put defect NN back (defects/NN-*.patch); '
                              'repeatable')
@@ -139,7 +139,7 @@ def run(args, out=sys.stdout) -> dict:
             if args.ops else None)
     if args.known:
         names = sorted(known.KNOWN) if args.known == 'all' else [
-            args.known]
+            name for name in args.known.split(',') if name]
         plan = [known.lookup(name) + (name,) for name in names]
     else:
         plan = [(seed, generator.select(

@@ -78,7 +78,10 @@ class TestHistories(testscenarios.WithScenarios, base.FunctionalTestCase):
 
 class TestKnownHistories(testscenarios.WithScenarios,
                          base.FunctionalTestCase):
-    """The shortest histories found on bda4d4e (known.py), replayed."""
+    """The shortest histories found on bda4d4e (known.py), replayed.
+
+    Each broke an invariant there; with its defect's fix each must pass.
+    """
 
     scenarios = base.backend_scenarios()
 
@@ -86,12 +89,25 @@ class TestKnownHistories(testscenarios.WithScenarios,
         super().setUp()
         cluster_base.quiet_messaging(self)
 
-    def test_known_histories(self):
+    def replay(self, names: list[str]) -> tuple[dict, str]:
         out = io.StringIO()
         figures = cli.run(cli.parse(['--backend', self.backend,
-                                     '--known', 'all']), out=out)
-        self.assertEqual(len(known.KNOWN), figures['histories'])
-        self.assertEqual([], figures['failed'], out.getvalue())
+                                     '--known', ','.join(names)]), out=out)
+        self.assertEqual(len(names), figures['histories'], out.getvalue())
+        return figures, out.getvalue()
+
+    def test_known_histories_pass(self):
+        figures, out = self.replay(sorted(set(known.KNOWN) - known.PENDING))
+        self.assertEqual([], figures['failed'], out)
+
+    def test_pending_histories_still_fail(self):
+        # Their fix is not in this tree: each still finds its violation.
+        # When one passes, its fix landed: take it out of known.PENDING.
+        if not known.PENDING:
+            self.skipTest('no known history is pending a fix')
+        for name in sorted(known.PENDING):
+            figures, out = self.replay([name])
+            self.assertEqual(1, len(figures['failed']), out)
 
 
 class TestCanFail(base.FunctionalTestCase):
