@@ -29,7 +29,8 @@ The RPC 1.6 fence is sent where the plugin and the driver send it:
 ``begin_migration`` names the source and Nova's destination; renew,
 complete and abort name the caller's side; a destination whose prepare
 failed gives up with ``abort_migration(dest_host=...)``; an evacuation's
-prepare names the VFs it read (``expected_sources``).
+prepare names the VFs it read (``expected_sources``); ``release``
+names the request id of its allocate on that host (``request_ids``).
 """
 
 import inspect

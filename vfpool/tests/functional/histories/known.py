@@ -62,10 +62,7 @@ KNOWN = {
 
 #: Those whose fix is not in this tree yet: each must still break an
 #: invariant (``TestPendingHistories``); when its fix lands, move it out.
-PENDING = frozenset({
-    'defect-4-allocate-after-release',      # fence-alloc
-    'defect-10-migrated-request-id',        # fence-alloc
-})
+PENDING: frozenset[str] = frozenset()
 
 #: Found by the checker on bda4d4e beyond issue 18's list; replayable
 #: with ``--known NAME`` but not run by the tests until it is decided.
