@@ -37,6 +37,9 @@ def _serve(argv: list[str]) -> int:
     # database still starting is [database] max_retries x retry_interval.
     db_api.configure(conf)
     migration.require_head()
+    # The check's connection must not be shared with the workers forked
+    # next: each makes its own.
+    db_api.get_engine().dispose()
     launcher = service.launch(conf)
     launcher.wait()
     return 0

@@ -17,7 +17,6 @@ The agents report every second and back off for at most 2 s; what the
 tests assert is read back through the server's RPC API and the database.
 """
 
-import datetime
 import os
 import shutil
 import signal
@@ -291,28 +290,19 @@ class TestOutages(AgentTestCase):
         self.assertTrue(agent.alive())
 
     def test_unreachable_broker_does_not_stop_the_agent(self):
-        # Nothing listens on port 1: oslo.messaging keeps reconnecting.
+        # Nothing listens on port 1: the bounded client's broker check
+        # refuses each round at once, and the agent tries again.
         agent = self.useFixture(helpers.AgentProcess(
             {'transport_url': 'rabbit://guest:guest@127.0.0.1:1/',
              'control_exchange': 'vfpool-nowhere',
              'rpc_topic': 'vfpool-nowhere'},
             'compute-u', helpers.test_uri(COMPUTE), SPECS,
             graceful_shutdown_timeout=60))
-        agent.wait_for_lines('Connection failed', count=2)
+        agent.wait_for_lines('BrokerUnreachable', count=2)
         self.assertTrue(agent.alive())
-        # The round stuck in the transport does not delay the exit: the
-        # worker leaves as soon as it is told, not after waiting
-        # CLEANUP_TIMEOUT for a cleanup that cannot happen.
+        # No round is stuck in the transport, so the worker leaves as
+        # soon as it is told, well within the graceful shutdown timeout.
         self.assertEqual(0, agent.stop(timeout=10))
-        [told] = agent.lines(r'_service_worker .* Caught SIGTERM')[:1]
-        [left] = agent.lines('WARNING .* Leaving without closing')
-        self.assertLess(_logged_at(left) - _logged_at(told), 1.0)
-
-
-def _logged_at(line: str) -> float:
-    """The time an oslo.log line was written, in seconds."""
-    return datetime.datetime.strptime(
-        line[:23], '%Y-%m-%d %H:%M:%S.%f').timestamp()
 
 
 class TestStartup(AgentTestCase):
