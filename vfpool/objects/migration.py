@@ -708,12 +708,7 @@ def _give_up(session, migration_uuid: str, row, dest_host: str) -> int:
         if row.state == COMPLETED:
             raise _conflict(row, 'aborted')
         _fence(session, migration_uuid, dest_host)
-        if row.state not in TRANSITIONS['abort']:
-            return 0
-        freed = _end(session, row, 'abort')
-        if freed is None:
-            raise _lost_race()
-        return freed
+        return _abort_row(session, row)
     _fence(session, migration_uuid, dest_host)
     if row is not None and not session.connection().execute(
             sa.update(Migration).where(
@@ -744,6 +739,14 @@ def abort(context, migration_uuid: str, source_host: str | None = None,
     check_belief(row, source_host, None)
     if row.state == COMPLETED:
         raise _conflict(row, 'aborted')
+    return _abort_row(session, row)
+
+
+def _abort_row(session, row) -> int:
+    """The ``abort`` transition of ``row`` read in ``session``; VFs freed.
+
+    Nothing to do (0) from a state it does not leave (aborted, expired).
+    """
     if row.state not in TRANSITIONS['abort']:
         return 0
     freed = _end(session, row, 'abort')
